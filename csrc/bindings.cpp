@@ -1,0 +1,141 @@
+// The one place that knows about Python: array checks, GIL release, allocation
+// between the two passes of each C++ core. Argument validation with user-facing
+// messages (column names, dtypes) lives in the Python wrappers in lamfast/.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <tuple>
+
+#include "tokenizer.hpp"
+
+namespace py = pybind11;
+using namespace lamfast;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style>;  // no forcecast: wrappers convert
+
+template <class T>
+const T* data_or_null(const std::optional<Array<T>>& a) {
+  return a ? a->data() : nullptr;
+}
+
+py::object bad_cell(const BadCell& b) {
+  if (b.row < 0) return py::none();
+  return py::make_tuple(b.row, b.col, b.in_errors);
+}
+
+Standardize make_standardize(const std::optional<Array<float>>& center,
+                             const std::optional<Array<float>>& inv_scale) {
+  if (center.has_value() != inv_scale.has_value())
+    throw std::invalid_argument("center and inv_scale go together");
+  return {data_or_null(center), data_or_null(inv_scale)};
+}
+
+// Exclusive prefix sum of per-star counts into cu[0..n], checking int32 range.
+Array<int32_t> prefix_sum(const Array<int32_t>& counts) {
+  const int64_t n = counts.shape(0);
+  Array<int32_t> cu(n + 1);
+  int32_t* out = cu.mutable_data();
+  const int32_t* c = counts.data();
+  int64_t total = 0;
+  out[0] = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    total += c[i];
+    if (total > INT32_MAX)
+      throw std::overflow_error("more than 2^31-1 tokens in one batch: split the catalogue");
+    out[i + 1] = static_cast<int32_t>(total);
+  }
+  return cu;
+}
+
+py::object tokenize(const Array<float>& values, const std::optional<Array<float>>& errors,
+                    const Array<int32_t>& token_ids, const std::optional<Array<float>>& center,
+                    const std::optional<Array<float>>& inv_scale, int32_t max_tokens,
+                    int threads) {
+  const int64_t n = values.shape(0);
+  const int32_t v = static_cast<int32_t>(values.shape(1));
+  const float* err = data_or_null(errors);
+  const Standardize standardize = make_standardize(center, inv_scale);
+  Array<int32_t> seqlens(n);
+  BadCell bad;
+  {
+    py::gil_scoped_release release;
+    bad = tokenize_count(values.data(), err, n, v, max_tokens, seqlens.mutable_data(), threads);
+  }
+  if (bad.row >= 0) return py::make_tuple(bad_cell(bad));
+  Array<int32_t> cu = prefix_sum(seqlens);
+  const int64_t total = cu.data()[n];
+  Array<int32_t> ids(total);
+  Array<float> vals(total);
+  std::optional<Array<float>> errs;
+  if (err) errs.emplace(total);
+  {
+    py::gil_scoped_release release;
+    tokenize_fill(values.data(), err, n, v, token_ids.data(), standardize, cu.data(),
+                  ids.mutable_data(), vals.mutable_data(),
+                  errs ? errs->mutable_data() : nullptr, threads);
+  }
+  py::object e = errs ? py::object(*errs) : py::none();
+  return py::make_tuple(py::none(), ids, vals, e, cu);
+}
+
+py::object sample(const Array<float>& values, const std::optional<Array<float>>& errors,
+                  const Array<int32_t>& token_ids, const Array<int64_t>& star_ids,
+                  const Array<int32_t>& output_weights, const std::optional<Array<float>>& center,
+                  const std::optional<Array<float>>& inv_scale, uint64_t seed, uint64_t epoch,
+                  int32_t context, int32_t max_blank, int32_t n_outputs, bool exclude_inputs,
+                  int threads) {
+  const int64_t n = values.shape(0);
+  const int32_t v = static_cast<int32_t>(values.shape(1));
+  const float* err = data_or_null(errors);
+  const Standardize standardize = make_standardize(center, inv_scale);
+  SamplerConfig cfg{seed, epoch, context, max_blank, n_outputs, exclude_inputs};
+  Array<int32_t> n_in(n), n_out(n);
+  BadCell bad;
+  {
+    py::gil_scoped_release release;
+    bad = sample_count(values.data(), err, n, v, star_ids.data(), output_weights.data(), cfg,
+                       n_in.mutable_data(), n_out.mutable_data(), threads);
+  }
+  if (bad.row >= 0) return py::make_tuple(bad_cell(bad));
+  Array<int32_t> cu_in = prefix_sum(n_in), cu_out = prefix_sum(n_out);
+  const int64_t t_in = cu_in.data()[n], t_out = cu_out.data()[n];
+  Array<int32_t> in_id(t_in), target_id(t_out);
+  Array<float> in_value(t_in), target_value(t_out), target_error(t_out);
+  std::optional<Array<float>> in_error;
+  if (err) in_error.emplace(t_in);
+  {
+    py::gil_scoped_release release;
+    sample_fill(values.data(), err, n, v, star_ids.data(), output_weights.data(), cfg,
+                token_ids.data(), standardize, cu_in.data(), cu_out.data(),
+                in_id.mutable_data(), in_value.mutable_data(),
+                in_error ? in_error->mutable_data() : nullptr, target_id.mutable_data(),
+                target_value.mutable_data(), target_error.mutable_data(), threads);
+  }
+  py::object e = in_error ? py::object(*in_error) : py::none();
+  return py::make_tuple(py::none(), in_id, in_value, e, cu_in, target_id, target_value,
+                        target_error, cu_out);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "lamfast C++ core: tokenizer, training sampler";
+
+  m.def("tokenize", &tokenize, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
+        py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
+        "Packed ragged tokens. Returns (bad, id, value, error, cu_seqlens) or (bad,) where "
+        "bad = (row, col, in_errors) names the first infinite cell.");
+  m.def("sample", &sample, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
+        py::arg("star_ids"), py::arg("output_weights"), py::arg("center"),
+        py::arg("inv_scale"), py::arg("seed"), py::arg("epoch"), py::arg("context"),
+        py::arg("max_blank"), py::arg("n_outputs"), py::arg("exclude_inputs"),
+        py::arg("threads"),
+        "One epoch of the training sampler. Returns (bad, in_id, in_value, in_error, "
+        "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
+}

@@ -1,0 +1,82 @@
+"""Token vocabulary: names <-> integer ids, id 0 reserved for padding.
+
+The default is the paper's 118 tokens (Leung & Bovy 2024): ``bp0..bp54`` = 1..55,
+``rp0..rp54`` = 56..110, then ``bprp jh jk teff logg m_h logebv g_fakemag`` = 111..118.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+PAD = "<pad>"
+XP_BP = tuple(f"bp{i}" for i in range(55))
+XP_RP = tuple(f"rp{i}" for i in range(55))
+XP = XP_BP + XP_RP
+PHOTOMETRY = ("bprp", "jh", "jk")
+LABELS = ("teff", "logg", "m_h")
+PAPER_TOKENS = XP + PHOTOMETRY + LABELS + ("logebv", "g_fakemag")
+# The paper never requests these as outputs (they are inputs only).
+PAPER_NON_OUTPUTS = ("bprp", "jk")
+
+
+class Vocab:
+    """Ordered token names; ``id(name)`` is the position + 1 (0 = padding).
+
+    Extending appends new names, so ids of existing tokens never change and a model
+    trained on an older vocabulary keeps its embedding rows.
+    """
+
+    def __init__(self, tokens: Iterable[str] = PAPER_TOKENS):
+        self.tokens: tuple[str, ...] = tuple(tokens)
+        if len(set(self.tokens)) != len(self.tokens):
+            dupes = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
+            raise ValueError(f"duplicate token names in vocabulary: {dupes}")
+        if PAD in self.tokens:
+            raise ValueError(f"{PAD!r} is reserved for id 0")
+        self._ids = {name: i + 1 for i, name in enumerate(self.tokens)}
+
+    @classmethod
+    def paper(cls) -> Vocab:
+        return cls(PAPER_TOKENS)
+
+    def __len__(self) -> int:
+        """Number of ids including padding (119 for the paper)."""
+        return len(self.tokens) + 1
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ids
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.tokens == other.tokens
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self.tokens)} tokens: {', '.join(self.tokens[:3])}, ...)"
+
+    def extend(self, names: Iterable[str]) -> Vocab:
+        """A new vocabulary with ``names`` appended (names already present are kept)."""
+        return Vocab(self.tokens + tuple(n for n in dict.fromkeys(names) if n not in self._ids))
+
+    def id(self, name: str) -> int:
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise ValueError(f"unknown column {name!r}: not a token of this vocabulary "
+                             f"({len(self.tokens)} tokens, e.g. {', '.join(self.tokens[-8:])})") from None
+
+    def ids(self, names: Sequence[str]) -> np.ndarray:
+        """int32 [len(names)] ids; raises ValueError naming the first unknown column."""
+        if isinstance(names, str):
+            raise TypeError("columns must be a sequence of names, not one string")
+        return np.array([self.id(n) for n in names], dtype=np.int32)
+
+    def name(self, token_id: int) -> str:
+        if token_id == 0:
+            return PAD
+        if not 0 < token_id <= len(self.tokens):
+            raise ValueError(f"token id {token_id} outside 0..{len(self.tokens)}")
+        return self.tokens[token_id - 1]
+
+    def to_list(self) -> list[str]:
+        return list(self.tokens)
