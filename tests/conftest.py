@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Real Gaia/APOGEE files live beside the checkout (../shared/realdata) in development
+# and CI; they are never committed. LAMFAST_REALDATA overrides the location.
+REALDATA = Path(os.environ.get("LAMFAST_REALDATA",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data folder not present ({REALDATA}); it ships beside the checkout only")
+    return REALDATA
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """Fresh random data per test, reproducible from the test's name."""
+    return np.random.default_rng(abs(hash(request.node.nodeid)) % 2**32)
