@@ -8,7 +8,9 @@
 #include <optional>
 #include <stdexcept>
 #include <tuple>
+#include <vector>
 
+#include "sampler.hpp"
 #include "tokenizer.hpp"
 
 namespace py = pybind11;
@@ -96,11 +98,14 @@ py::object sample(const Array<float>& values, const std::optional<Array<float>>&
   const Standardize standardize = make_standardize(center, inv_scale);
   SamplerConfig cfg{seed, epoch, context, max_blank, n_outputs, exclude_inputs};
   Array<int32_t> n_in(n), n_out(n);
+  std::vector<uint64_t> input_masks(size_t(n) * mask_words(v));
+  std::vector<int32_t> target_cols(size_t(n) * size_t(std::max(n_outputs, 0)));
   BadCell bad;
   {
     py::gil_scoped_release release;
-    bad = sample_count(values.data(), err, n, v, star_ids.data(), output_weights.data(), cfg,
-                       n_in.mutable_data(), n_out.mutable_data(), threads);
+    bad = sample_draw(values.data(), err, n, v, star_ids.data(), output_weights.data(), cfg,
+                      input_masks.data(), target_cols.data(), n_in.mutable_data(),
+                      n_out.mutable_data(), threads);
   }
   if (bad.row >= 0) return py::make_tuple(bad_cell(bad));
   Array<int32_t> cu_in = prefix_sum(n_in), cu_out = prefix_sum(n_out);
@@ -111,7 +116,7 @@ py::object sample(const Array<float>& values, const std::optional<Array<float>>&
   if (err) in_error.emplace(t_in);
   {
     py::gil_scoped_release release;
-    sample_fill(values.data(), err, n, v, star_ids.data(), output_weights.data(), cfg,
+    sample_fill(values.data(), err, n, v, n_outputs, input_masks.data(), target_cols.data(),
                 token_ids.data(), standardize, cu_in.data(), cu_out.data(),
                 in_id.mutable_data(), in_value.mutable_data(),
                 in_error ? in_error->mutable_data() : nullptr, target_id.mutable_data(),

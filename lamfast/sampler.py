@@ -151,10 +151,13 @@ def sample_training_reference(values: np.ndarray, columns: Sequence[str], *,
         blank = (_slot_random(key, v) % (most_blank + np.uint64(1))).astype(np.int64)
         keep = length - blank  # [N] inputs per star
 
-        # Shuffle = sort by random key (ties by column); inputs = the first `keep`.
+        # Shuffle = sort by random key; inputs = the first `keep`. A key's low bits hold
+        # its column, so keys are unique and the order needs no tie rule.
+        column_bits = np.uint64(max(v - 1, 0).bit_length())
         keys = _slot_random(key[:, None], np.arange(v)[None, :])  # [N, V]
+        keys = (keys >> column_bits << column_bits) | np.arange(v, dtype=np.uint64)
         keys[~valid] = np.iinfo(np.uint64).max
-        order = np.argsort(keys, axis=1, kind="stable")
+        order = np.argsort(keys, axis=1)
         rank = np.empty_like(order)
         rank[rows[:, None], order] = np.arange(v)[None, :]
         is_input = valid & (rank < keep[:, None])

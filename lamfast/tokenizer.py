@@ -80,7 +80,8 @@ def tokenize_reference(values: np.ndarray, columns: Sequence[str], *,
     if bad is not None:
         raise_bad_cell(bad, columns)
     keep = ~np.isnan(values)
-    keep &= np.cumsum(keep, axis=1) <= max_tokens
+    if max_tokens < values.shape[1]:
+        keep &= np.cumsum(keep, axis=1) <= max_tokens
     seqlens = keep.sum(axis=1)
     cu = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(seqlens, out=cu[1:])

@@ -1,0 +1,1 @@
+"""lamfast benchmark suite: `python -m benchmarks` runs every benchmark this machine can."""
