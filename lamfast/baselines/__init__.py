@@ -1,0 +1,1 @@
+"""Comparison baselines: the XGBoost expert of the paper, the stock-PyTorch model."""
