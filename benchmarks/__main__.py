@@ -1,0 +1,71 @@
+"""Run every benchmark this machine can run and write a summary.
+
+    python -m benchmarks [--quick] [--only tokenizer xmatch ...]
+
+Each `benchmarks/bench_<name>.py` exposes `main(argv)`; it picks CPU or GPU candidates
+itself and writes results/<device>/<name>.{csv,md}. This runner concatenates the
+markdown of the run into results/<device>/SUMMARY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .common import RESULTS, device_slug, stamp
+
+
+def available() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)])
+                  if m.name.startswith("bench_"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (minutes, not tens)")
+    p.add_argument("--only", nargs="*", choices=available(), help="run just these")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    args = p.parse_args(argv)
+    device = args.device
+    if device is None:
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            device = "cpu"
+    out = RESULTS / device_slug(device)
+    sections, failed = [], []
+    for name in args.only or available():
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            importlib.import_module(f"benchmarks.bench_{name}").main(
+                (["--quick"] if args.quick else []))
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        md = out / f"{name}.md"
+        if md.exists():
+            sections.append(md.read_text())
+        print(f"({name}: {time.perf_counter() - t0:.0f} s)")
+    info = stamp(device)
+    head = ["# lamfast benchmark summary", "",
+            " | ".join(f"{k}: {v}" for k, v in info.items()), "",
+            f"mode: {'quick' if args.quick else 'full'}"
+            + (f"; failed: {', '.join(failed)}" if failed else ""), ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "SUMMARY.md").write_text("\n".join(head) + "\n" + "\n".join(sections))
+    print(f"summary: {out / 'SUMMARY.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
