@@ -22,3 +22,13 @@ def realdata() -> Path:
 def rng(request) -> np.random.Generator:
     """Fresh random data per test, reproducible from the test's name."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def same_lamfast(cwd) -> dict:
+    """subprocess.run kwargs so a child imports the very lamfast this test imported
+    (the installed one in CI, the checkout in development), never a stray copy."""
+    import lamfast
+
+    root = str(Path(lamfast.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {"cwd": cwd, "env": {**os.environ, "PYTHONPATH": path}}

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from lamfast.atomic import atomic_path, atomic_write_bytes
+from conftest import same_lamfast
 
 
 def test_replaces_only_on_success(tmp_path):
@@ -30,7 +31,6 @@ def test_sigkill_mid_write_leaves_old_file(tmp_path):
             tmp.write_bytes(b"partial")
             os.kill(os.getpid(), signal.SIGKILL)
     """)
-    # cwd away from the checkout: the installed package must be the one imported
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", script], **same_lamfast(tmp_path))
     assert proc.returncode == -signal.SIGKILL
     assert target.read_bytes() == b"old"
