@@ -288,7 +288,7 @@ def project(flux, flux_error=None, *, weights: str = "relative", relative_error:
         coefficients[start:stop][ok] = _solve_scaled(normal[ok], rhs[ok])
         if errors is not None:
             if weights != "errors":
-                w_e = _error_weights(flux_error[start:stop])
+                w_e = _error_weights(flux_error[start:stop], f)
                 normal = (w_e @ table).reshape(-1, N_COEFFS, N_COEFFS)
                 normal[:, diag, diag] += prior_precision
             errors[start:stop][ok] = np.sqrt(_inverse_diagonal_scaled(normal[ok]))
@@ -316,7 +316,7 @@ def project_reference(flux, flux_error=None, *, weights: str = "relative", relat
             continue
         coefficients[i] = np.linalg.solve(a @ np.diag(w) @ a.T + precision, a @ (w * f0) + precision @ mean)
         if errors is not None:
-            w_e = _error_weights(fe)[0]
+            w_e = _error_weights(fe, flux[i:i + 1])[0]
             errors[i] = np.sqrt(np.diag(np.linalg.inv(a @ np.diag(w_e) @ a.T + precision)))
         if progress is not None:
             progress(1)
@@ -439,9 +439,9 @@ def _inverse_diagonal_scaled(normal) -> np.ndarray:
     return np.einsum("nii->ni", inv) * s ** 2
 
 
-def _error_weights(flux_error) -> np.ndarray:
-    """1/sigma^2, 0 where the error is missing, non-positive or infinite."""
-    good = np.isfinite(flux_error) & (flux_error > 0)
+def _error_weights(flux_error, flux) -> np.ndarray:
+    """1/sigma^2, 0 where the flux is missing or the error is missing, non-positive or infinite."""
+    good = np.isfinite(flux_error) & (flux_error > 0) & np.isfinite(flux)
     return np.where(good, 1.0 / np.where(good, flux_error, 1.0) ** 2, 0.0)
 
 
@@ -450,7 +450,7 @@ def _pixel_weights(flux, flux_error, weights, relative_error, floor):
     valid = np.isfinite(flux)
     f0 = np.where(valid, flux, 0.0)
     if weights == "errors":
-        w = _error_weights(flux_error)
+        w = _error_weights(flux_error, flux)
     else:
         peak = np.max(np.abs(f0), axis=1, keepdims=True)
         sigma = relative_error * np.abs(f0) + floor * peak
