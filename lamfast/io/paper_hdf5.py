@@ -5,6 +5,7 @@ Layout (N stars; NaN = missing)::
     gaia_source_id      int64 [N]
     2mass_designation   S16   [N, 1]
     split               int8  [N]        lamfast's addition: 0 train, 1 validation, 2 test
+    source_row          int64 [N]        lamfast's addition (optional): row in the file built from
     raw/xp_coeffs, raw/xp_coeffs_err              float [N, 110]  BP 0-54 then RP 0-54, e-/s
     raw/xp_coeffs_gnorm, raw/xp_coeffs_gnorm_err  float [N, 110]  divided by the G flux
     raw/xp_relevancy                              bool  [N, 110]
@@ -54,7 +55,7 @@ def read_paper_hdf5(path: str | os.PathLike, rows: slice | None = None, *, relev
     m_h, logebv, g_fakemag), float32 values/errors (errors from the ``_err`` twins; NaN
     where the file has none), source_id from ``gaia_source_id``, and extra columns
     ``2mass_designation`` (str), ``parallax``, ``parallax_err``, ``phot_g_mean_mag`` and
-    ``split`` when present. Datasets other than ``gaia_source_id`` and
+    ``split`` and ``source_row`` when present. Datasets other than ``gaia_source_id`` and
     ``raw/xp_coeffs_gnorm`` are optional (all NaN when absent; listed in
     ``meta["missing_datasets"]``).
     """
@@ -112,6 +113,8 @@ def read_paper_hdf5(path: str | os.PathLike, rows: slice | None = None, *, relev
             extra["2mass_designation"] = np.char.decode(tmass, "ascii", "replace").astype(str)
         if "split" in f:
             extra["split"] = np.asarray(f["split"][start:stop], dtype=np.int8)
+        if "source_row" in f:
+            extra["source_row"] = np.asarray(f["source_row"][start:stop], dtype=np.int64)
         source_id = np.asarray(f["gaia_source_id"][start:stop], dtype=np.int64)
     if nan_label_errors_to_zero:
         scalars = errors[:, len(XP):]
@@ -143,7 +146,8 @@ class PaperHDF5Writer:
     Each catalogue needs the 110 XP token columns (gnorm units); the scalar tokens are
     optional (NaN when absent). ``extra`` may hold ``phot_g_mean_mag`` (then raw
     ``xp_coeffs`` = gnorm x G flux are written too), ``parallax(_err)``,
-    ``2mass_designation`` and ``split`` (0 train, 1 validation, 2 test; -1 when absent).
+    ``2mass_designation``, ``split`` (0 train, 1 validation, 2 test; -1 when absent) and
+    ``source_row`` (row of the star in the file the catalogue was built from).
     """
 
     def __init__(self, path: str | os.PathLike, *, chunk_rows: int = 4096, compression: str = "gzip",
@@ -191,6 +195,8 @@ class PaperHDF5Writer:
         self._put("2mass_designation", np.char.encode(np.asarray(tmass, dtype=str), "ascii").astype("S16")[:, None],
                   "S16", b"")
         self._put("split", catalog.extra.get("split", np.full(n, -1)), np.int8, -1)
+        if "source_row" in catalog.extra:
+            self._put("source_row", catalog.extra["source_row"], np.int64, -1)
         g_mag = np.asarray(catalog.extra.get("phot_g_mean_mag", nan), dtype=np.float64)
         gf = g_flux(g_mag)[:, None]
         self._put("raw/xp_coeffs", coeffs * gf)
