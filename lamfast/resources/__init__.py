@@ -1,0 +1,1 @@
+"""Package data (see README.md beside this file)."""
