@@ -97,35 +97,44 @@ def read_chunks(path: str | Path, chunk_bytes: int = 8 << 20,
         with open_binary(path) as f:
             if skip_bytes:
                 f.read(skip_bytes)
-            carry = b""
+            pending: list[bytes] = []  # the start of a line not yet complete
+            pending_bytes, want = 0, chunk_bytes
             while True:
-                block = f.read(chunk_bytes)
+                block = f.read(want)
                 if not block:
                     break
-                buf = carry + block if carry else block
-                cut = buf.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a chunk: keep reading
-                    carry = buf
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:  # no line ends here: read more, growing geometrically
+                    pending.append(block)
+                    pending_bytes += len(block)
+                    want = max(chunk_bytes, pending_bytes)
                     continue
-                carry = buf[cut:]
-                yield buf[:cut] if carry else buf
-            if carry:
-                yield carry
+                chunk = b"".join(pending + [block[:cut]]) if pending else (
+                    block if cut == len(block) else block[:cut])
+                pending = [block[cut:]] if cut < len(block) else []
+                pending_bytes, want = len(block) - cut, chunk_bytes
+                yield chunk
+            if pending:
+                yield b"".join(pending)
     except _gzip_errors() as e:
         raise ValueError(f"{path}: truncated or corrupt gzip stream ({e})") from None
 
 
 def prefetch(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The same chunks, with the next one produced in a background thread."""
-    with ThreadPoolExecutor(1, thread_name_prefix="lamfast-read") as pool:
-        it = iter(chunks)
-        pending = pool.submit(next, it, None)
-        while True:
-            chunk = pending.result()
-            if chunk is None:
-                return
+    it = iter(chunks)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="lamfast-read") as pool:
             pending = pool.submit(next, it, None)
-            yield chunk
+            while True:
+                chunk = pending.result()
+                if chunk is None:
+                    return
+                pending = pool.submit(next, it, None)
+                yield chunk
+    finally:
+        if hasattr(it, "close"):  # close the file now, also when the consumer stops early
+            it.close()
 
 
 def read_header(path: str | Path, fmt: str) -> TextHeader:
