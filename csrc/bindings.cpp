@@ -130,7 +130,8 @@ namespace {
 
 // Parses the whole data lines in `data` (bytes-like). Returns (error, arrays): error is
 // None or (row, line, field, code, found, text) with 0-based row/line/field; arrays is a
-// dict of numpy arrays named like the archive columns (+ "line": 0-based line numbers).
+// dict of numpy arrays named like the archive columns (+ "line": 0-based line numbers of
+// the rows, "n_lines": lines in the buffer).
 py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
                         const Array<int32_t>& bands, const Array<int32_t>& indices,
                         char delimiter, bool correlations, int32_t n_extra, int threads) {
@@ -164,6 +165,7 @@ py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
   out.source_id = source_id.mutable_data();
   arrays["source_id"] = source_id;
   arrays["line"] = line;
+  arrays["n_lines"] = lines.total_lines;
   const char* band_names[2] = {"bp", "rp"};
   for (int b = 0; b < 2; ++b) {
     const std::string p = band_names[b];

@@ -267,6 +267,7 @@ LineIndex index_lines(const char* data, int64_t size) {
     ++line;
     p = nl ? nl + 1 : end;
   }
+  idx.total_lines = line;
   return idx;
 }
 

@@ -71,6 +71,7 @@ struct XpTextError {
 // (blank lines are skipped but counted). A trailing '\r' is not part of a line.
 struct LineIndex {
   std::vector<int64_t> begin, end, line;
+  int64_t total_lines = 0;  // lines in the buffer, blank ones included
   int64_t size() const { return static_cast<int64_t>(begin.size()); }
 };
 

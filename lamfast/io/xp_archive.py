@@ -13,8 +13,11 @@ Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import mmap
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -293,20 +296,62 @@ def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> 
     header = read_header(path, fmt)
     kinds, bands, indices = _field_plan(header.names, path, correlations, extra_columns)
     parts, rows, lines = [], 0, header.header_lines
-    for chunk in prefetch(read_chunks(path, chunk_bytes, header.header_bytes)):
-        err, arrays = _core.parse_xp_text(chunk, kinds, bands, indices, header.delimiter,
-                                          correlations, len(extra_columns), threads)
-        if err is not None:
-            raise _text_error(path, header.names, err, rows, lines)
-        parts.append(arrays)
-        rows += len(arrays["source_id"])
-        lines += chunk.count(b"\n")
+    with _data_chunks(path, header.header_bytes, chunk_bytes) as chunks:
+        for chunk in chunks:
+            err, arrays = _core.parse_xp_text(chunk, kinds, bands, indices, header.delimiter,
+                                              correlations, len(extra_columns), threads)
+            if err is not None:
+                raise _text_error(path, header.names, err, rows, lines)
+            parts.append(arrays)
+            rows += len(arrays["source_id"])
+            lines += arrays["n_lines"]
     if not parts:
         parts = [_empty_arrays(correlations, len(extra_columns))]
-    keys = [k for k in parts[0] if k != "line"]
+    keys = [k for k in parts[0] if k not in ("line", "n_lines")]
     merged = {k: parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
               for k in keys}
     return _from_arrays(merged, extra_columns, path, fmt)
+
+
+@contextlib.contextmanager
+def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
+    """Chunks of whole data lines. A plain file is memory-mapped and sliced without
+    copying (the parser's threads fault its pages in in parallel); a gzipped one is
+    decompressed in a background thread, one chunk ahead of the parser."""
+    from .text_table import is_gzip, prefetch, read_chunks
+
+    if is_gzip(path):
+        chunks = prefetch(read_chunks(path, chunk_bytes, skip_bytes))
+        try:
+            yield chunks
+        finally:
+            chunks.close()
+        return
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= skip_bytes:
+            yield iter(())
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            chunks = _mapped_chunks(mm, view, skip_bytes, size, chunk_bytes)
+            try:
+                yield chunks
+            finally:
+                chunks.close()  # releases the last slice, so the map can close
+                view.release()
+
+
+def _mapped_chunks(mm, view, start: int, size: int, chunk_bytes: int):
+    while start < size:
+        stop = size if start + chunk_bytes >= size else mm.find(b"\n", start + chunk_bytes)
+        stop = size if stop < 0 else stop + 1
+        chunk = view[start:stop]
+        try:
+            yield chunk
+        finally:
+            chunk.release()
+        start = stop
 
 
 def _empty_arrays(correlations: bool, n_extra: int) -> dict:
