@@ -6,6 +6,9 @@ source_ids, written as CSV ("(v1, v2, ...)" arrays) and ECSV ("[v1,v2,...]" arra
 plain and gzipped, into a temporary folder. Each task is timed for every reader on the
 same file in this one process; ratios are astropy time / lamfast time.
 
+Last, the archive's bulk layout: 8 gzipped ECSV files read file by file (astropy) and
+several at a time (lamfast.io.read_xp_continuous_many).
+
 Tasks:
   coefficients  source_id, BP/RP coefficients, errors, n_relevant_bases, std
                 (astropy: include_names with the same columns)
@@ -37,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import lamfast  # noqa: E402
-from lamfast.io import read_xp_continuous  # noqa: E402
+from lamfast.io import read_xp_continuous, read_xp_continuous_many  # noqa: E402
 from lamfast.io import text_table  # noqa: E402
 
 COEFFICIENT_COLUMNS = ["source_id"] + [f"{b}_{c}" for b in ("bp", "rp") for c in (
@@ -92,7 +95,8 @@ def _perturb(cell: str, rng, float64: bool) -> str:
     return open_ + sep.join(items) + close
 
 
-def build_file(fmt: str, rows: int, folder: Path, rng, pool: int = 32) -> tuple[Path, str]:
+def build_file(fmt: str, rows: int, folder: Path, rng, pool: int = 32,
+               name: str = "xp_continuous") -> tuple[Path, str]:
     """Write ``rows`` archive-like rows; returns (path, where the rows came from)."""
     real = _real_rows(fmt)
     header, base = real if real else _random_rows(fmt, rng)
@@ -108,7 +112,7 @@ def build_file(fmt: str, rows: int, folder: Path, rng, pool: int = 32) -> tuple[
         line = out.getvalue()
         lines.append(line[line.index(","):])  # everything after source_id
     ids = rng.choice(2**62, size=rows, replace=False)
-    path = folder / f"xp_continuous.{fmt}"
+    path = folder / f"{name}.{fmt}"
     with open(path, "w") as f:
         f.write(header)
         f.writelines(f"{ids[i]}{lines[i % pool]}" for i in range(rows))
@@ -133,6 +137,15 @@ def read_lamfast(path, correlations, threads, backend):
     finally:
         text_table.set_gzip_backend(None)
     return len(xp)
+
+
+def read_lamfast_many(paths, correlations, threads, workers):
+    return len(read_xp_continuous_many(paths, correlations=correlations, threads=threads,
+                                       workers=workers))
+
+
+def read_astropy_many(paths, fmt, correlations):
+    return sum(read_astropy(p, fmt, correlations) for p in paths)
 
 
 def read_astropy(path, fmt, correlations):
@@ -238,6 +251,31 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{path.name:24s} {task:13s} {reader:28s} {t:8.3f} s "
                               f"{rows / t:10.0f} rows/s  x{t_ref / t:6.1f}", flush=True)
         source_note = source
+
+        # The archive's bulk export: many gzipped ECSV files, read one after another by
+        # astropy, several at a time by lamfast (one gzip stream cannot be split).
+        n_files = 8
+        per = max(1, rows // n_files)
+        bulk = [gzip_copy(build_file("ecsv", per, Path(tmp), rng, name=f"part{i}")[0])
+                for i in range(n_files)]
+        label = f"{n_files} x {bulk[0].name}"
+        for correlations in (False, True):
+            task = "all arrays" if correlations else "coefficients"
+            t_ref, n = _time(lambda: read_astropy_many(bulk, "ecsv", correlations), 1)
+            cases = [("astropy (file by file)", t_ref)]
+            for workers in sorted({1, threads}):
+                t, n = _time(lambda: read_lamfast_many(bulk, correlations, threads, workers),
+                             repeat)
+                assert n == per * n_files
+                cases.append((f"lamfast ({threads} thr, {workers} file(s) at a time, "
+                              f"{text_table.gzip_backend()})", t))
+            for reader, t in cases:
+                results.append({"file": label, "MB": round(sum(p.stat().st_size for p in bulk) / 1e6, 1),
+                                "task": task, "reader": reader, "rows": per * n_files,
+                                "seconds": round(t, 4), "rows_per_s": round(per * n_files / t),
+                                "speedup_vs_astropy": round(t_ref / t, 1)})
+                print(f"{label:24s} {task:13s} {reader:28s} {t:8.3f} s "
+                      f"{per * n_files / t:10.0f} rows/s  x{t_ref / t:6.1f}", flush=True)
 
     device = device_name()
     out = args.out or ROOT / "benchmarks" / "results" / device_slug(device)

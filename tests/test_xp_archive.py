@@ -361,10 +361,19 @@ def test_many_files_concatenate(rng, tmp_path):
     a, b = random_xp(rng, 3), random_xp(rng, 5)
     write_xp_continuous(a, tmp_path / "a.csv")
     write_xp_continuous(b, tmp_path / "b.ecsv.gz")
-    both = read_xp_continuous_many([tmp_path / "a.csv", tmp_path / "b.ecsv.gz"],
-                                   blank_irrelevant=False, correlations=True)
-    assert_same(XpContinuous.concatenate([a, b]), both)
-    assert both.meta["paths"] == [str(tmp_path / "a.csv"), str(tmp_path / "b.ecsv.gz")]
+    c = random_xp(rng, 1)
+    write_xp_continuous(c, tmp_path / "c.csv.gz")
+    paths = [tmp_path / "a.csv", tmp_path / "b.ecsv.gz", tmp_path / "c.csv.gz"]
+    for workers in (None, 1, 2, 3):
+        both = read_xp_continuous_many(paths, blank_irrelevant=False, correlations=True,
+                                       workers=workers, threads=2)
+        assert_same(XpContinuous.concatenate([a, b, c]), both)
+        assert both.meta["paths"] == [str(p) for p in paths]
+    with pytest.raises(ValueError, match="no files"):
+        read_xp_continuous_many([])
+    (tmp_path / "bad.csv").write_text("source_id\n1\n")
+    with pytest.raises(ValueError, match="bad.csv: missing required column"):
+        read_xp_continuous_many(paths + [tmp_path / "bad.csv"], workers=2)
 
 
 def test_xp_catalog_gnorm(rng):

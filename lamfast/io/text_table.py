@@ -11,6 +11,7 @@ is installed its igzip (about 3x faster than zlib, same results) is used.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import zlib
@@ -188,11 +189,23 @@ def _split_names(line: str, delimiter: str) -> list[str]:
 
 
 def _ecsv_yaml(comments: list[bytes], path) -> dict:
+    text = "\n".join(raw.decode("utf-8").rstrip("\r\n")[2:] for raw in comments[1:])
+    try:
+        meta = _load_yaml(text)
+    except ValueError as e:
+        raise ValueError(f"{path}: bad ECSV YAML header ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("datatype"), list):
+        raise ValueError(f"{path}: ECSV header has no 'datatype' list")
+    return meta
+
+
+@functools.lru_cache(maxsize=8)
+def _load_yaml(text: str):
+    """Parsed YAML, cached: the files of a bulk download share one header, and parsing
+    it costs more than a small file's data. Callers must not modify the result."""
     import yaml  # lazily: astropy's dependency, only needed for ECSV
 
-    text = "\n".join(raw.decode("utf-8").rstrip("\r\n")[2:] for raw in comments[1:])
-
-    class Loader(yaml.SafeLoader):
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         """Safe YAML that keeps unknown tags (astropy writes e.g. !astropy.units.Unit
         in column meta) as plain data instead of failing."""
 
@@ -206,9 +219,6 @@ def _ecsv_yaml(comments: list[bytes], path) -> dict:
     Loader.add_multi_constructor("!", generic)
     Loader.add_multi_constructor("tag:", generic)
     try:
-        meta = yaml.load(text, Loader=Loader)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: bad ECSV YAML header ({e})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("datatype"), list):
-        raise ValueError(f"{path}: ECSV header has no 'datatype' list")
-    return meta
+        raise ValueError(str(e)) from None

@@ -223,10 +223,35 @@ def read_xp_continuous_reference(path: str | Path, *, correlations: bool = False
     return xp
 
 
-def read_xp_continuous_many(paths: Sequence[str | Path], **kwargs) -> XpContinuous:
-    """Read several archive files (e.g. a bulk download) into one result, in order."""
+def read_xp_continuous_many(paths: Sequence[str | Path], *, workers: int | None = None,
+                            threads: int | None = None, **kwargs) -> XpContinuous:
+    """Read several archive files (e.g. the bulk download: thousands of gzipped ECSV
+    files) into one result, stars in file order.
+
+    Decompressing one gzip stream cannot be split over cores, so files are read
+    ``workers`` at a time (default: one per thread), each parsed with
+    ``threads // workers`` threads. Other keyword arguments as
+    :func:`read_xp_continuous`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .._threads import resolve_threads
+
     paths = list(paths)
-    parts = [read_xp_continuous(p, **kwargs) for p in paths]
+    if not paths:
+        raise ValueError("no files given")
+    threads = resolve_threads(threads)
+    workers = min(len(paths), resolve_threads(workers) if workers is not None else threads)
+    per_file = max(1, threads // workers)
+
+    def read(p):
+        return read_xp_continuous(p, threads=per_file, **kwargs)
+
+    if workers == 1:
+        parts = [read(p) for p in paths]
+    else:  # decompression and parsing release the GIL
+        with ThreadPoolExecutor(workers, thread_name_prefix="lamfast-file") as pool:
+            parts = list(pool.map(read, paths))
     return XpContinuous.concatenate(parts, meta={"paths": [str(p) for p in paths],
                                                  **{k: v for k, v in parts[0].meta.items()
                                                     if k != "path"}})
