@@ -417,3 +417,21 @@ def test_xp_catalog_joins_photometry(rng):
                   np.array([ids[0], ids[0]]), {}, {"phot_g_mean_mag": np.ones(2)})
     with pytest.raises(ValueError, match="duplicate source_id"):
         xp_catalog(xp, photometry=dup)
+
+
+def test_ecsv_header_with_tags_and_space_delimiter(rng, tmp_path):
+    """astropy-style headers: custom YAML tags in meta, space delimiter, unquoted arrays."""
+    xp = random_xp(rng, 3, correlations=False)
+    write_xp_continuous(xp, tmp_path / "a.ecsv")
+    lines = (tmp_path / "a.ecsv").read_text().splitlines()
+    head = [ln for ln in lines if ln.startswith("#")]
+    head = [ln.replace("# delimiter: ','", "# delimiter: ' '") for ln in head]
+    head.insert(2, "# meta: !!omap\n# - {unit: !astropy.units.Unit {unit: mag}}")
+    head = "\n".join(head).split("\n")
+    import csv
+    import io
+    rows = list(csv.reader(io.StringIO("\n".join(ln for ln in lines if not ln.startswith("#")))))
+    body = [" ".join(c.replace(", ", ",") if c else '""' for c in r) for r in rows]
+    (tmp_path / "b.ecsv").write_text("\n".join(head + body) + "\n")
+    for read in READERS:
+        assert_same(read(tmp_path / "a.ecsv"), read(tmp_path / "b.ecsv"))

@@ -316,7 +316,7 @@ def _text_error(path, names, err, row_offset, header_lines) -> ValueError:
 
 def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> XpContinuous:
     from .. import _core
-    from .text_table import prefetch, read_chunks, read_header
+    from .text_table import read_header
 
     header = read_header(path, fmt)
     kinds, bands, indices = _field_plan(header.names, path, correlations, extra_columns)
@@ -411,10 +411,12 @@ def _read_text_reference(path, fmt, correlations, extra_columns) -> XpContinuous
                         skipinitialspace=header.delimiter == " ")
     cols = {k: [] for k in _empty_arrays(correlations, len(extra_columns))}
     row = 0
-    for line_index, cells in enumerate(reader):
+    last_line = 0
+    for cells in reader:
+        first_line, last_line = last_line + 1, reader.line_num  # a record may span lines
         if not cells or all(not c.strip() for c in cells):
             continue
-        where = f"{path}: line {header.header_lines + line_index + 1} (data row {row})"
+        where = f"{path}: line {header.header_lines + first_line} (data row {row})"
         if len(cells) != len(names):
             raise ValueError(f"{where}: the row has {len(cells)} fields, the header names "
                              f"{len(names)} ({', '.join(names[:3])}, ...)")
