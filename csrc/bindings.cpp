@@ -12,6 +12,7 @@
 
 #include "sampler.hpp"
 #include "tokenizer.hpp"
+#include "xp_text.hpp"
 
 namespace py = pybind11;
 using namespace lamfast;
@@ -129,6 +130,96 @@ py::object sample(const Array<float>& values, const std::optional<Array<float>>&
 
 }  // namespace
 
+// ---- XP archive text parser (lamfast/io/xp_archive.py) --------------------------------
+namespace {
+
+// Parses the whole data lines in `data` (bytes-like). Returns (error, arrays): error is
+// None or (row, line, field, code, found, text) with 0-based row/line/field; arrays is a
+// dict of numpy arrays named like the archive columns (+ "line": 0-based line numbers of
+// the rows, "n_lines": lines in the buffer).
+py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
+                        const Array<int32_t>& bands, const Array<int32_t>& indices,
+                        char delimiter, bool correlations, int32_t n_extra, int threads) {
+  const py::buffer_info info = data.request();
+  if (info.ndim != 1 || info.itemsize != 1)
+    throw std::invalid_argument("data must be a 1-D bytes-like buffer");
+  const int32_t n_fields = static_cast<int32_t>(kinds.shape(0));
+  if (bands.shape(0) != n_fields || indices.shape(0) != n_fields)
+    throw std::invalid_argument("kinds, bands and indices must have one entry per field");
+  std::vector<XpField> fields(n_fields);
+  for (int32_t f = 0; f < n_fields; ++f) {
+    const int32_t k = kinds.data()[f], b = bands.data()[f], x = indices.data()[f];
+    if (k < 0 || k > static_cast<int32_t>(XpFieldKind::kExtra) || b < 0 || b > 1 ||
+        (k == static_cast<int32_t>(XpFieldKind::kExtra) && (x < 0 || x >= n_extra)))
+      throw std::invalid_argument("bad field description at field " + std::to_string(f));
+    if (k == static_cast<int32_t>(XpFieldKind::kCorrelations) && !correlations)
+      throw std::invalid_argument("correlation field given but correlations not wanted");
+    fields[f] = {static_cast<XpFieldKind>(k), b, x};
+  }
+  const char* bytes = static_cast<const char*>(info.ptr);
+  LineIndex lines;
+  {
+    py::gil_scoped_release release;
+    lines = index_lines(bytes, info.size);
+  }
+  const int64_t n = lines.size();
+  py::dict arrays;
+  XpTextOutputs out;
+  Array<int64_t> source_id(n), line(n);
+  std::copy(lines.line.begin(), lines.line.end(), line.mutable_data());
+  out.source_id = source_id.mutable_data();
+  arrays["source_id"] = source_id;
+  arrays["line"] = line;
+  arrays["n_lines"] = lines.total_lines;
+  const char* band_names[2] = {"bp", "rp"};
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = band_names[b];
+    Array<double> c({n, int64_t{kXpBases}});
+    Array<float> e({n, int64_t{kXpBases}});
+    Array<int32_t> r(n);
+    Array<float> s(n);
+    out.coefficients[b] = c.mutable_data();
+    out.errors[b] = e.mutable_data();
+    out.n_relevant[b] = r.mutable_data();
+    out.std_dev[b] = s.mutable_data();
+    arrays[(p + "_coefficients").c_str()] = c;
+    arrays[(p + "_coefficient_errors").c_str()] = e;
+    arrays[(p + "_n_relevant_bases").c_str()] = r;
+    arrays[(p + "_standard_deviation").c_str()] = s;
+    if (correlations) {
+      Array<float> k({n, int64_t{kXpCorrelations}});
+      out.correlations[b] = k.mutable_data();
+      arrays[(p + "_coefficient_correlations").c_str()] = k;
+    }
+  }
+  Array<double> extra({n, int64_t{n_extra}});
+  out.extra = extra.mutable_data();
+  out.n_extra = n_extra;
+  arrays["extra"] = extra;
+  XpTextError err;
+  {
+    py::gil_scoped_release release;
+    err = parse_xp_rows(bytes, lines, fields.data(), n_fields, delimiter, out, threads);
+  }
+  if (err.row >= 0) {
+    py::tuple e = py::make_tuple(err.row, lines.line[err.row], err.field,
+                                 static_cast<int32_t>(err.code), err.found,
+                                 py::bytes(err.text));
+    return py::make_tuple(e, py::none());
+  }
+  return py::make_tuple(py::none(), arrays);
+}
+
+}  // namespace
+
+void register_xp_text(py::module_& m) {
+  m.def("parse_xp_text", &parse_xp_text, py::arg("data"), py::arg("kinds"), py::arg("bands"),
+        py::arg("indices"), py::arg("delimiter"), py::arg("correlations"), py::arg("n_extra"),
+        py::arg("threads"),
+        "Gaia XP_CONTINUOUS text rows -> arrays. Returns (error, arrays).");
+}
+// ---- end XP archive text parser -------------------------------------------------------
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lamfast C++ core: tokenizer, training sampler";
 
@@ -143,4 +234,5 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads"),
         "One epoch of the training sampler. Returns (bad, in_id, in_value, in_error, "
         "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
+  register_xp_text(m);
 }

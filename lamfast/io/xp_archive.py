@@ -1,0 +1,735 @@
+"""Gaia DR3 XP_CONTINUOUS (BP/RP basis-function coefficients) as the Gaia archive
+delivers it: CSV ("(v1, v2, ...)" arrays), ECSV ("[v1,v2,...]" arrays), FITS
+(variable-length arrays) and VOTable (arraysize="*"), each plain or gzipped.
+
+The text formats are parsed by the C++ core (``lamfast._core.parse_xp_text``), streamed
+in chunks of whole lines; :func:`read_xp_continuous_reference` does the same with the
+``csv`` module and ``float`` as the plain oracle. FITS and VOTable go through astropy.
+All formats of the same stars give identical arrays: coefficients float64, errors,
+correlations and standard deviations float32 (the archive's types).
+
+Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import mmap
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import Catalog
+from .photometry import g_flux
+
+N_BASES = 55                                   # coefficients per band (DR3)
+N_CORRELATIONS = N_BASES * (N_BASES - 1) // 2  # 1485, np.tril_indices(55, -1) order
+BANDS = ("bp", "rp")
+TEXT_FORMATS = ("csv", "ecsv")
+FORMATS = TEXT_FORMATS + ("fits", "votable")
+REQUIRED = ("source_id",) + tuple(f"{b}_{c}" for b in BANDS
+                                  for c in ("coefficients", "coefficient_errors"))
+
+# Field kinds understood by csrc/xp_text.hpp (XpFieldKind).
+_SKIP, _SOURCE_ID, _COEF, _ERR, _CORR, _NREL, _STD, _EXTRA = range(8)
+_BAND_KINDS = {"coefficients": _COEF, "coefficient_errors": _ERR,
+               "coefficient_correlations": _CORR, "n_relevant_bases": _NREL,
+               "standard_deviation": _STD}
+_CORE_ERRORS = {1: "field count", 2: "not a number", 3: "array length", 4: "not an array",
+                5: "unterminated quote", 6: "empty source_id"}
+
+
+@dataclass
+class XpContinuous:
+    """N stars of Gaia XP_CONTINUOUS, archive units (e-/s per basis function).
+
+    A missing band (empty fields) is NaN with n_relevant_bases = -1; so is a column the
+    file lacks. Where ``blank_irrelevant`` was set, coefficients (and their errors) at
+    index >= n_relevant_bases are NaN.
+    """
+
+    source_id: np.ndarray               # int64 [N]
+    bp_coefficients: np.ndarray         # float64 [N, 55]
+    rp_coefficients: np.ndarray         # float64 [N, 55]
+    bp_coefficient_errors: np.ndarray   # float32 [N, 55]
+    rp_coefficient_errors: np.ndarray   # float32 [N, 55]
+    bp_n_relevant_bases: np.ndarray     # int32 [N], -1 = unknown
+    rp_n_relevant_bases: np.ndarray     # int32 [N]
+    bp_standard_deviation: np.ndarray   # float32 [N]
+    rp_standard_deviation: np.ndarray   # float32 [N]
+    bp_coefficient_correlations: np.ndarray | None = None  # float32 [N, 1485] or None
+    rp_coefficient_correlations: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)  # name -> float64 [N] (extra_columns)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.source_id)
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """float64 [N, 110]: BP 0-54 then RP 0-54 (the paper's order)."""
+        return np.concatenate([self.bp_coefficients, self.rp_coefficients], axis=1)
+
+    @property
+    def coefficient_errors(self) -> np.ndarray:
+        """float32 [N, 110]."""
+        return np.concatenate([self.bp_coefficient_errors, self.rp_coefficient_errors], axis=1)
+
+    def covariance(self, band: str) -> np.ndarray:
+        """float64 [N, 55, 55] covariance of one band's coefficients from the errors and
+        the lower-triangle correlations (read with ``correlations=True``)."""
+        corr = getattr(self, f"{_check_band(band)}_coefficient_correlations")
+        if corr is None:
+            raise ValueError("correlations were not read: use correlations=True")
+        err = getattr(self, f"{band}_coefficient_errors").astype(np.float64)
+        rho = np.zeros((len(self), N_BASES, N_BASES))
+        lo = np.tril_indices(N_BASES, -1)
+        rho[:, lo[0], lo[1]] = corr
+        rho = rho + rho.transpose(0, 2, 1)
+        rho[:, np.arange(N_BASES), np.arange(N_BASES)] = 1.0
+        return rho * err[:, :, None] * err[:, None, :]
+
+    def blank_irrelevant(self) -> None:
+        """Set coefficients and errors at index >= n_relevant_bases to NaN (in place)."""
+        for band in BANDS:
+            n_rel = getattr(self, f"{band}_n_relevant_bases")
+            mask = (np.arange(N_BASES)[None, :] >= n_rel[:, None]) & (n_rel[:, None] >= 0)
+            getattr(self, f"{band}_coefficients")[mask] = np.nan
+            getattr(self, f"{band}_coefficient_errors")[mask] = np.nan
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[XpContinuous], meta: dict | None = None) -> XpContinuous:
+        """Stars of several results, in order (e.g. one per archive file)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        kw = {}
+        for f in fields(cls):
+            if f.name in ("extra", "meta"):
+                continue
+            arrays = [getattr(p, f.name) for p in parts]
+            if any(a is None for a in arrays):
+                if not all(a is None for a in arrays):
+                    raise ValueError(f"{f.name} present in some parts only")
+                kw[f.name] = None
+            else:
+                kw[f.name] = np.concatenate(arrays)
+        names = list(parts[0].extra)
+        if any(list(p.extra) != names for p in parts):
+            raise ValueError("parts have different extra columns")
+        kw["extra"] = {k: np.concatenate([p.extra[k] for p in parts]) for k in names}
+        return cls(**kw, meta=dict(meta if meta is not None else parts[0].meta))
+
+
+def _check_band(band: str) -> str:
+    if band not in BANDS:
+        raise ValueError(f"band must be 'bp' or 'rp', got {band!r}")
+    return band
+
+
+def detect_format(path: str | Path) -> str:
+    """'csv', 'ecsv', 'fits' or 'votable' from the name (a '.gz' suffix ignored), else
+    from the first bytes of the (decompressed) content."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    by_suffix = {"csv": "csv", "ecsv": "ecsv", "fits": "fits", "fit": "fits", "fts": "fits",
+                 "xml": "votable", "vot": "votable", "votable": "votable"}
+    if suffix in by_suffix:
+        return by_suffix[suffix]
+    from .text_table import ECSV_MAGIC, open_binary
+
+    with open_binary(path) as f:
+        head = f.read(512)
+    if head.startswith(ECSV_MAGIC):
+        return "ecsv"
+    if head.startswith(b"SIMPLE"):
+        return "fits"
+    if head.lstrip().startswith((b"<?xml", b"<VOTABLE")):
+        return "votable"
+    return "csv"
+
+
+def _resolve_format(path, fmt: str | None) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    return fmt
+
+
+def read_xp_continuous(path: str | Path, *, correlations: bool = False,
+                       blank_irrelevant: bool = True, extra_columns: Sequence[str] = (),
+                       format: str | None = None, threads: int | None = None,
+                       chunk_bytes: int = 8 << 20) -> XpContinuous:
+    """Read one Gaia archive XP_CONTINUOUS file (CSV/ECSV/FITS/VOTable, plain or gzip).
+
+    Parameters
+    ----------
+    path : file name; the format comes from its extension (or ``format``).
+    correlations : also read the [N, 1485] coefficient correlations (slower, 14x more
+        numbers than the coefficients).
+    blank_irrelevant : NaN the coefficients (and errors) beyond n_relevant_bases, as the
+        paper does. False keeps every coefficient.
+    extra_columns : further scalar numeric columns to carry, e.g. ("phot_g_mean_mag",),
+        returned as float64 [N] in ``extra`` (missing cells NaN).
+    threads : C++ parser threads (default :func:`lamfast.get_num_threads`).
+    chunk_bytes : text is parsed in chunks of about this many (decompressed) bytes.
+
+    Returns
+    -------
+    XpContinuous
+
+    Raises
+    ------
+    ValueError
+        Truncated gzip, a required column (source_id, {bp,rp}_coefficients,
+        {bp,rp}_coefficient_errors; correlations if asked) missing, a bad cell; the
+        message names the file, the line and row, and the column.
+    """
+    from .._threads import resolve_threads
+
+    fmt = _resolve_format(path, format)
+    threads = resolve_threads(threads)
+    if fmt in TEXT_FORMATS:
+        xp = _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes)
+    else:
+        xp = _read_astropy(path, fmt, correlations, extra_columns)
+    if blank_irrelevant:
+        xp.blank_irrelevant()
+    return xp
+
+
+def read_xp_continuous_reference(path: str | Path, *, correlations: bool = False,
+                                 blank_irrelevant: bool = True,
+                                 extra_columns: Sequence[str] = (), format: str | None = None,
+                                 threads: int | None = None,
+                                 chunk_bytes: int = 8 << 20) -> XpContinuous:
+    """Plain-Python version of :func:`read_xp_continuous` (``csv`` module and ``float``
+    for the text formats; FITS/VOTable as there). Same result, bit for bit."""
+    fmt = _resolve_format(path, format)
+    if fmt in TEXT_FORMATS:
+        xp = _read_text_reference(path, fmt, correlations, extra_columns)
+    else:
+        xp = _read_astropy(path, fmt, correlations, extra_columns)
+    if blank_irrelevant:
+        xp.blank_irrelevant()
+    return xp
+
+
+def read_xp_continuous_many(paths: Sequence[str | Path], *, workers: int | None = None,
+                            threads: int | None = None, **kwargs) -> XpContinuous:
+    """Read several archive files (e.g. the bulk download: thousands of gzipped ECSV
+    files) into one result, stars in file order.
+
+    Decompressing one gzip stream cannot be split over cores, so files are read
+    ``workers`` at a time (default: one per thread), each parsed with
+    ``threads // workers`` threads. Other keyword arguments as
+    :func:`read_xp_continuous`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .._threads import resolve_threads
+
+    paths = list(paths)
+    if not paths:
+        raise ValueError("no files given")
+    threads = resolve_threads(threads)
+    workers = min(len(paths), resolve_threads(workers) if workers is not None else threads)
+    per_file = max(1, threads // workers)
+
+    def read(p):
+        return read_xp_continuous(p, threads=per_file, **kwargs)
+
+    if workers == 1:
+        parts = [read(p) for p in paths]
+    else:  # decompression and parsing release the GIL
+        with ThreadPoolExecutor(workers, thread_name_prefix="lamfast-file") as pool:
+            parts = list(pool.map(read, paths))
+    return XpContinuous.concatenate(parts, meta={"paths": [str(p) for p in paths],
+                                                 **{k: v for k, v in parts[0].meta.items()
+                                                    if k != "path"}})
+
+
+# ---- text formats ----------------------------------------------------------------------
+
+def _field_plan(names: list[str], path, correlations: bool, extra_columns: Sequence[str]):
+    """(kinds, bands, indices) per file column for the C++ parser."""
+    missing = [c for c in REQUIRED if c not in names]
+    if correlations:
+        missing += [f"{b}_coefficient_correlations" for b in BANDS
+                    if f"{b}_coefficient_correlations" not in names]
+    missing += [c for c in extra_columns if c not in names]
+    if missing:
+        raise ValueError(f"{path}: missing required column(s) {missing} (the file has "
+                         f"{len(names)} columns: {', '.join(names[:8])}"
+                         f"{', ...' if len(names) > 8 else ''})")
+    extra_index = {c: i for i, c in enumerate(extra_columns)}
+    if len(extra_index) != len(extra_columns):
+        raise ValueError(f"duplicate extra_columns: {list(extra_columns)}")
+    kinds = np.zeros(len(names), np.int32)
+    bands = np.zeros(len(names), np.int32)
+    indices = np.zeros(len(names), np.int32)
+    for i, name in enumerate(names):
+        if name in extra_index:
+            kinds[i], indices[i] = _EXTRA, extra_index[name]
+        elif name == "source_id":
+            kinds[i] = _SOURCE_ID
+        elif name[:3] in ("bp_", "rp_") and name[3:] in _BAND_KINDS:
+            kind = _BAND_KINDS[name[3:]]
+            if kind != _CORR or correlations:
+                kinds[i], bands[i] = kind, BANDS.index(name[:2])
+    return kinds, bands, indices
+
+
+def _text_error(path, names, err, row_offset, header_lines) -> ValueError:
+    row, line, field_index, code, found, text = err
+    text = text.decode("utf-8", "replace")
+    where = f"{path}: line {header_lines + line + 1} (data row {row_offset + row})"
+    if code == 1:  # field count
+        return ValueError(f"{where}: the row has {found} fields, the header names "
+                          f"{len(names)} ({', '.join(names[:3])}, ...)")
+    column = names[field_index] if 0 <= field_index < len(names) else "?"
+    where += f", column {column!r}"
+    if code == 2:
+        what = f"cannot read {text!r} as a number"
+        if column.endswith(("coefficients", "errors", "correlations")):
+            what += f" (array element {found})"
+        return ValueError(f"{where}: {what}")
+    if code == 3:
+        expected = N_CORRELATIONS if column.endswith("correlations") else N_BASES
+        return ValueError(f"{where}: {found} values, expected {expected}")
+    if code == 4:
+        return ValueError(f"{where}: {text!r} is not an array like (v1, v2, ...) or [v1,v2,...]")
+    if code == 5:
+        return ValueError(f"{where}: unterminated quote in {text!r}")
+    if code == 6:
+        return ValueError(f"{where}: empty source_id")
+    return ValueError(f"{where}: {_CORE_ERRORS.get(code, 'bad cell')}")
+
+
+def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> XpContinuous:
+    from .. import _core
+    from .text_table import read_header
+
+    header = read_header(path, fmt)
+    kinds, bands, indices = _field_plan(header.names, path, correlations, extra_columns)
+    parts, rows, lines = [], 0, header.header_lines
+    with _data_chunks(path, header.header_bytes, chunk_bytes) as chunks:
+        for chunk in chunks:
+            err, arrays = _core.parse_xp_text(chunk, kinds, bands, indices, header.delimiter,
+                                              correlations, len(extra_columns), threads)
+            if err is not None:
+                raise _text_error(path, header.names, err, rows, lines)
+            parts.append(arrays)
+            rows += len(arrays["source_id"])
+            lines += arrays["n_lines"]
+    if not parts:
+        parts = [_empty_arrays(correlations, len(extra_columns))]
+    keys = [k for k in parts[0] if k not in ("line", "n_lines")]
+    merged = {k: parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
+              for k in keys}
+    return _from_arrays(merged, extra_columns, path, fmt)
+
+
+@contextlib.contextmanager
+def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
+    """Chunks of whole data lines. A plain file is memory-mapped and sliced without
+    copying (the parser's threads fault its pages in in parallel); a gzipped one is
+    decompressed in a background thread, one chunk ahead of the parser."""
+    from .text_table import is_gzip, prefetch, read_chunks
+
+    if is_gzip(path):
+        chunks = prefetch(read_chunks(path, chunk_bytes, skip_bytes))
+        try:
+            yield chunks
+        finally:
+            chunks.close()
+        return
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= skip_bytes:
+            yield iter(())
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            chunks = _mapped_chunks(mm, view, skip_bytes, size, chunk_bytes)
+            try:
+                yield chunks
+            finally:
+                chunks.close()  # releases the last slice, so the map can close
+                view.release()
+
+
+def _mapped_chunks(mm, view, start: int, size: int, chunk_bytes: int):
+    while start < size:
+        stop = size if start + chunk_bytes >= size else mm.find(b"\n", start + chunk_bytes)
+        stop = size if stop < 0 else stop + 1
+        chunk = view[start:stop]
+        try:
+            yield chunk
+        finally:
+            chunk.release()
+        start = stop
+
+
+def _empty_arrays(correlations: bool, n_extra: int) -> dict:
+    out = {"source_id": np.zeros(0, np.int64), "extra": np.zeros((0, n_extra))}
+    for b in BANDS:
+        out[f"{b}_coefficients"] = np.zeros((0, N_BASES))
+        out[f"{b}_coefficient_errors"] = np.zeros((0, N_BASES), np.float32)
+        out[f"{b}_n_relevant_bases"] = np.zeros(0, np.int32)
+        out[f"{b}_standard_deviation"] = np.zeros(0, np.float32)
+        if correlations:
+            out[f"{b}_coefficient_correlations"] = np.zeros((0, N_CORRELATIONS), np.float32)
+    return out
+
+
+def _from_arrays(arrays: dict, extra_columns, path, fmt) -> XpContinuous:
+    extra = arrays.pop("extra")
+    arrays.setdefault("bp_coefficient_correlations", None)
+    arrays.setdefault("rp_coefficient_correlations", None)
+    return XpContinuous(**arrays,
+                        extra={c: extra[:, i].copy() for i, c in enumerate(extra_columns)},
+                        meta={"path": str(path), "format": fmt, "units": "e-/s (archive)"})
+
+
+def _read_text_reference(path, fmt, correlations, extra_columns) -> XpContinuous:
+    from .text_table import read_chunks, read_header
+
+    header = read_header(path, fmt)
+    names = header.names
+    kinds, bands, indices = _field_plan(names, path, correlations, extra_columns)
+    text = b"".join(read_chunks(path, skip_bytes=header.header_bytes)).decode("utf-8")
+    reader = csv.reader(io.StringIO(text), delimiter=header.delimiter,
+                        skipinitialspace=header.delimiter == " ")
+    cols = {k: [] for k in _empty_arrays(correlations, len(extra_columns))}
+    row = 0
+    last_line = 0
+    for cells in reader:
+        first_line, last_line = last_line + 1, reader.line_num  # a record may span lines
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        where = f"{path}: line {header.header_lines + first_line} (data row {row})"
+        if len(cells) != len(names):
+            raise ValueError(f"{where}: the row has {len(cells)} fields, the header names "
+                             f"{len(names)} ({', '.join(names[:3])}, ...)")
+        extra = np.full(len(extra_columns), np.nan)
+        present = set()
+        for cell, name, kind, band, index in zip(cells, names, kinds, bands, indices):
+            cw = f"{where}, column {name!r}"
+            b = BANDS[band]
+            if kind == _SOURCE_ID:
+                if not cell.strip():
+                    raise ValueError(f"{cw}: empty source_id")
+                cols["source_id"].append(_ref_int(cell, cw))
+            elif kind in (_COEF, _ERR, _CORR):
+                n = N_CORRELATIONS if kind == _CORR else N_BASES
+                key = f"{b}_" + ("coefficients", "coefficient_errors",
+                                 "coefficient_correlations")[kind - _COEF]
+                cols[key].append(_ref_array(cell, n, cw))
+                present.add(key)
+            elif kind == _NREL:
+                cols[f"{b}_n_relevant_bases"].append(_ref_int(cell, cw) if cell.strip() else -1)
+                present.add(f"{b}_n_relevant_bases")
+            elif kind == _STD:
+                cols[f"{b}_standard_deviation"].append(_ref_float(cell, cw))
+                present.add(f"{b}_standard_deviation")
+            elif kind == _EXTRA:
+                extra[index] = _ref_float(cell, cw)
+        for key, values in cols.items():  # columns absent from the file: empty values
+            if key not in ("source_id", "extra") and key not in present:
+                values.append(_empty_value(key))
+        cols["extra"].append(extra)
+        row += 1
+    empty = _empty_arrays(correlations, len(extra_columns))
+    arrays = {k: np.array(v, dtype=empty[k].dtype).reshape((row,) + empty[k].shape[1:])
+              for k, v in cols.items()}
+    return _from_arrays(arrays, extra_columns, path, fmt)
+
+
+def _empty_value(key: str):
+    if key.endswith("n_relevant_bases"):
+        return -1
+    if key.endswith("correlations"):
+        return np.full(N_CORRELATIONS, np.nan)
+    if key.endswith(("coefficients", "errors")):
+        return np.full(N_BASES, np.nan)
+    return np.nan
+
+
+def _ref_float(cell: str, where: str) -> float:
+    s = cell.strip()
+    if not s:
+        return np.nan
+    if s.lower() == "null":
+        return np.nan
+    try:
+        return float(s)
+    except ValueError:
+        raise ValueError(f"{where}: cannot read {s!r} as a number") from None
+
+
+def _ref_int(cell: str, where: str) -> int:
+    try:
+        return int(cell.strip())
+    except ValueError:
+        raise ValueError(f"{where}: cannot read {cell.strip()!r} as a number") from None
+
+
+def _ref_array(cell: str, n: int, where: str) -> np.ndarray:
+    s = cell.strip()
+    if s and not (len(s) >= 2 and (s[0], s[-1]) in (("(", ")"), ("[", "]"))):
+        raise ValueError(f"{where}: {s!r} is not an array like (v1, v2, ...) or [v1,v2,...]")
+    inner = s[1:-1].strip()
+    if not inner:
+        return np.full(n, np.nan)
+    items = inner.split(",")
+    values = [_ref_float(x, where) if x.strip() else _ref_bad(x, where) for x in items]
+    if len(values) != n:
+        raise ValueError(f"{where}: {len(values)} values, expected {n}")
+    return np.array(values)
+
+
+def _ref_bad(x: str, where: str):
+    raise ValueError(f"{where}: cannot read {x.strip()!r} as a number")
+
+
+# ---- writing the archive's text layout -------------------------------------------------
+
+def write_xp_continuous(xp: XpContinuous, path: str | Path, *, format: str | None = None) -> None:
+    """Write ``xp`` as the archive does: CSV with "(v1, v2, ...)" arrays or ECSV with
+    "[v1,v2,...]" arrays (gzipped if the name ends in .gz). Numbers are written in their
+    shortest round-trip form (float32 columns as float32), so reading the file back gives
+    the same arrays; a band whose coefficients are all NaN is written as empty cells.
+    Meant for subsets, tests and benchmarks: this writer is plain Python."""
+    import gzip
+
+    fmt = format or detect_format(path)
+    if fmt not in TEXT_FORMATS:
+        raise ValueError(f"write_xp_continuous writes {TEXT_FORMATS}, got {fmt!r}")
+    columns = ["source_id"]
+    for b in BANDS:
+        columns += [f"{b}_standard_deviation", f"{b}_coefficients", f"{b}_coefficient_errors"]
+        if getattr(xp, f"{b}_coefficient_correlations") is not None:
+            columns.append(f"{b}_coefficient_correlations")
+        columns.append(f"{b}_n_relevant_bases")
+    columns += list(xp.extra)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8", newline="\n") as f:
+        if fmt == "ecsv":
+            f.write(_ecsv_header(xp, columns))
+        f.write(",".join(columns) + "\n")
+        for i in range(len(xp)):
+            f.write(",".join(_format_cell(xp, c, i, fmt) for c in columns) + "\n")
+
+
+_ECSV_TYPES = {"source_id": ("int64", None), "coefficients": ("string", "float64[null]"),
+               "coefficient_errors": ("string", "float32[null]"),
+               "coefficient_correlations": ("string", "float32[null]"),
+               "n_relevant_bases": ("int16", None), "standard_deviation": ("float32", None)}
+
+
+def _ecsv_header(xp: XpContinuous, columns: list[str]) -> str:
+    lines = ["# %ECSV 1.0", "# ---", "# delimiter: ','", "# datatype:"]
+    for c in columns:
+        datatype, subtype = _ECSV_TYPES.get(c[3:] if c[:3] in ("bp_", "rp_") else c,
+                                            ("float64", None))
+        lines += ["# -", f"#   name: {c}", f"#   datatype: {datatype}"]
+        if subtype:
+            lines.append(f"#   subtype: '{subtype}'")
+    return "\n".join(lines) + "\n"
+
+
+def _format_cell(xp: XpContinuous, column: str, i: int, fmt: str) -> str:
+    if column in xp.extra:
+        v = xp.extra[column][i]
+        return "" if np.isnan(v) else repr(float(v))
+    a = getattr(xp, column)[i]
+    if column == "source_id":
+        return str(int(a))
+    if column.endswith("n_relevant_bases"):
+        return "" if a < 0 else str(int(a))
+    if np.ndim(a) == 0:
+        return "" if np.isnan(a) else str(a)
+    if np.isnan(a).all():
+        return ""
+    # float32 scalars print their shortest float32 form; float64 via repr(float).
+    items = [repr(float(v)) for v in a] if a.dtype == np.float64 else [str(v) for v in a]
+    items = ["NaN" if t == "nan" else t for t in items]
+    return '"(' + ", ".join(items) + ')"' if fmt == "csv" else '"[' + ",".join(items) + ']"'
+
+
+# ---- FITS / VOTable --------------------------------------------------------------------
+
+def _read_astropy(path, fmt, correlations, extra_columns) -> XpContinuous:
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, format=fmt)
+    except (EOFError, OSError) as e:
+        raise ValueError(f"{path}: cannot read as {fmt} ({e})") from None
+    names = list(table.colnames)
+    _field_plan(names, path, correlations, extra_columns)  # same column checks
+    n = len(table)
+    ids = np.ma.asarray(table["source_id"])
+    if np.ma.is_masked(ids):
+        row = int(np.flatnonzero(np.ma.getmaskarray(ids))[0])
+        raise ValueError(f"{path}: row {row}, column 'source_id': empty source_id")
+    out = {"source_id": np.asarray(ids.filled(0), dtype=np.int64)}
+    for b in BANDS:
+        out[f"{b}_coefficients"] = _stack(table, f"{b}_coefficients", N_BASES, np.float64, path)
+        out[f"{b}_coefficient_errors"] = _stack(table, f"{b}_coefficient_errors", N_BASES,
+                                                np.float32, path)
+        if correlations:
+            out[f"{b}_coefficient_correlations"] = _stack(
+                table, f"{b}_coefficient_correlations", N_CORRELATIONS, np.float32, path)
+        out[f"{b}_n_relevant_bases"] = _scalar(table, f"{b}_n_relevant_bases", np.int32, -1, path)
+        out[f"{b}_standard_deviation"] = _scalar(table, f"{b}_standard_deviation", np.float32,
+                                                 np.nan, path)
+    extra = np.full((n, len(extra_columns)), np.nan)
+    for i, c in enumerate(extra_columns):
+        extra[:, i] = _scalar(table, c, np.float64, np.nan, path)
+    out["extra"] = extra
+    return _from_arrays(out, extra_columns, path, fmt)
+
+
+def _scalar(table, name: str, dtype, fill, path) -> np.ndarray:
+    """A scalar column as a plain [N] array (masked -> ``fill``; absent -> all ``fill``)."""
+    if name not in table.colnames:
+        return np.full(len(table), fill, dtype)
+    try:
+        return np.asarray(np.ma.asarray(table[name]).astype(dtype).filled(fill))
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: column {name!r} is not numeric") from None
+
+
+def _stack(table, name: str, n: int, dtype, path) -> np.ndarray:
+    """A variable-length (or fixed) array column -> [N, n]; empty/masked rows -> NaN."""
+    col = table[name]
+    out = np.full((len(col), n), np.nan, dtype)
+    if col.dtype != object:  # fixed-length arrays
+        if col.ndim != 2 or col.shape[1] != n:
+            raise ValueError(f"{path}: column {name!r} has shape {col.shape[1:]}, "
+                             f"expected ({n},)")
+        out[:] = np.ma.filled(np.ma.asarray(col, dtype=np.float64), np.nan)
+        return out
+    for i, cell in enumerate(col):
+        if cell is None or cell is np.ma.masked:
+            continue
+        a = np.ma.filled(np.ma.asarray(cell, dtype=np.float64), np.nan).ravel()
+        if a.size == 0:
+            continue
+        if a.size != n:
+            raise ValueError(f"{path}: row {i}, column {name!r}: {a.size} values, expected {n}")
+        out[i] = a
+    return out
+
+
+# ---- to the model's columns ------------------------------------------------------------
+
+def xp_token_names(n: int = N_BASES) -> list[str]:
+    """bp0..bp{n-1}, rp0..rp{n-1}."""
+    return [f"{b}{i}" for b in BANDS for i in range(n)]
+
+
+def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = None,
+               n_coefficients: int = N_BASES) -> Catalog:
+    """XP coefficients in the paper's gnorm units (divided by the G flux in e-/s) as a
+    :class:`Catalog` with columns bp0..bp{n-1}, rp0..rp{n-1}.
+
+    Parameters
+    ----------
+    xp : the archive rows.
+    g_mag : float [N], optional
+        phot_g_mean_mag [mag] per row of ``xp``. Default: from ``photometry`` (its
+        ``extra["phot_g_mean_mag"]``), else from ``xp.extra["phot_g_mean_mag"]``.
+    photometry : Catalog, optional
+        E.g. from :func:`lamfast.io.gaia_photometry.gaia_photometry`; joined on
+        source_id (stars it lacks get NaN), its token columns and extras appended.
+    n_coefficients : keep the first n coefficients per band (the paper: 55; its
+        headline inputs use 30).
+
+    A star without G gets NaN coefficients (missing), never a wrong scale.
+    """
+    if not 1 <= n_coefficients <= N_BASES:
+        raise ValueError(f"n_coefficients must be in 1..{N_BASES}, got {n_coefficients}")
+    n = len(xp)
+    joined = None
+    if photometry is not None:
+        index = _join_index(xp.source_id, photometry.source_id)
+        joined = _take_rows(photometry, index)
+    if g_mag is None:
+        if joined is not None and "phot_g_mean_mag" in joined.extra:
+            g_mag = joined.extra["phot_g_mean_mag"]
+        elif "phot_g_mean_mag" in xp.extra:
+            g_mag = xp.extra["phot_g_mean_mag"]
+        else:
+            raise ValueError("gnorm needs phot_g_mean_mag: pass g_mag=, photometry= (with "
+                             "extra['phot_g_mean_mag']) or read it as an extra column")
+    g_mag = np.asarray(g_mag, dtype=np.float64)
+    if g_mag.shape != (n,):
+        raise ValueError(f"g_mag must have shape ({n},), got {g_mag.shape}")
+    scale = 1.0 / g_flux(g_mag)  # NaN G -> NaN coefficients
+    k = n_coefficients
+    values = np.concatenate([xp.bp_coefficients[:, :k], xp.rp_coefficients[:, :k]], axis=1)
+    errors = np.concatenate([xp.bp_coefficient_errors[:, :k],
+                             xp.rp_coefficient_errors[:, :k]], axis=1)
+    values = (values * scale[:, None]).astype(np.float32)
+    errors = (errors.astype(np.float64) * scale[:, None]).astype(np.float32)
+    columns = xp_token_names(k)
+    extra = {"phot_g_mean_mag": g_mag,
+             "bp_n_relevant_bases": xp.bp_n_relevant_bases,
+             "rp_n_relevant_bases": xp.rp_n_relevant_bases,
+             "bp_standard_deviation": xp.bp_standard_deviation,
+             "rp_standard_deviation": xp.rp_standard_deviation, **xp.extra}
+    meta = {**xp.meta, "xp_units": "gnorm: coefficient / G flux [e-/s]"}
+    if joined is not None:
+        columns += joined.columns
+        values = np.concatenate([values, joined.values], axis=1)
+        errors = np.concatenate([errors, joined.errors], axis=1)
+        extra.update(joined.extra)
+        meta["photometry"] = joined.meta
+    return Catalog(columns, values, errors, xp.source_id.copy(), meta, extra)
+
+
+def _join_index(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """int64 [len(target)]: row of ``source`` with the same id, -1 where none."""
+    if len(source) == 0:
+        return np.full(len(target), -1, np.int64)
+    order = np.argsort(source, kind="stable")
+    sorted_ids = source[order]
+    dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+    if dup.size:
+        raise ValueError(f"photometry has duplicate source_id {dup[0]}")
+    pos = np.minimum(np.searchsorted(sorted_ids, target), len(source) - 1)
+    return np.where(sorted_ids[pos] == target, order[pos], -1).astype(np.int64)
+
+
+def _take_rows(cat: Catalog, index: np.ndarray) -> Catalog:
+    """Rows of ``cat`` by index; -1 gives an all-missing row (NaN values, NaN floats)."""
+    missing = index < 0
+    safe = np.where(missing, 0, index)
+    if len(cat) == 0:
+        values = np.full((len(index), len(cat.columns)), np.nan, np.float32)
+        return Catalog(cat.columns, values, values.copy(), np.full(len(index), -1, np.int64),
+                       dict(cat.meta), {k: np.full(len(index), np.nan) for k in cat.extra})
+    values = cat.values[safe]
+    errors = cat.errors[safe]
+    values[missing] = np.nan
+    errors[missing] = np.nan
+    extra = {}
+    for k, a in cat.extra.items():
+        a = np.asarray(a)[safe]
+        if missing.any():
+            a = a.astype(np.float64) if a.dtype.kind in "iub" else a
+            if a.dtype.kind == "f":
+                a[missing] = np.nan
+        extra[k] = a
+    return Catalog(cat.columns, values, errors, cat.source_id[safe], dict(cat.meta), extra)

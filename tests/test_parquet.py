@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from lamfast.io import Catalog, read_parquet, write_parquet
+
+
+def random_catalog(rng, n, columns):
+    values = rng.normal(size=(n, len(columns))).astype(np.float32)
+    errors = rng.uniform(0, 1, size=values.shape).astype(np.float32)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    errors[rng.random(values.shape) < 0.1] = np.nan
+    extra = {"phot_g_mean_mag": rng.uniform(5, 20, n), "ruwe": rng.uniform(0.8, 2, n).astype(np.float32),
+             "apogee_id": np.array([f"2M{i:08d}" for i in range(n)]),
+             "tag": np.array([b"x%d" % i for i in range(n)]), "label_blanked": rng.random(n) < 0.5,
+             "bp_n_relevant_bases": rng.integers(-1, 56, n).astype(np.int32)}
+    meta = {"path": "somewhere.csv", "units": {"teff": "K"}, "bits": [19, 23]}
+    return Catalog(columns, values, errors, rng.integers(0, 2**62, n, dtype=np.int64), meta, extra)
+
+
+def assert_same_catalog(a, b):
+    assert a.columns == b.columns
+    assert np.array_equal(a.values, b.values, equal_nan=True) and b.values.dtype == np.float32
+    assert np.array_equal(a.errors, b.errors, equal_nan=True)
+    assert np.array_equal(a.source_id, b.source_id) and b.source_id.dtype == np.int64
+    assert a.meta == b.meta
+    assert list(a.extra) == list(b.extra)
+    for k in a.extra:
+        assert b.extra[k].dtype == np.asarray(a.extra[k]).dtype, k
+        assert np.array_equal(a.extra[k], b.extra[k], equal_nan=a.extra[k].dtype.kind == "f"), k
+
+
+XP = [f"bp{i}" for i in range(55)] + [f"rp{i}" for i in range(55)]
+
+
+@pytest.mark.parametrize("layout", ["lists", "columns"])
+@pytest.mark.parametrize("n", [1, 23])
+@pytest.mark.parametrize("columns", [XP + ["bprp", "jh", "jk", "teff"],
+                                     ["teff", "bp0", "bp1", "bp2", "logg"],  # short XP run
+                                     ["rp0", "rp2", "m_h"]])                   # not a run
+def test_round_trip_exact(rng, tmp_path, layout, n, columns):
+    cat = random_catalog(rng, n, columns)
+    write_parquet(cat, tmp_path / "c.parquet", layout=layout, row_group_size=7)
+    back = read_parquet(tmp_path / "c.parquet")
+    assert_same_catalog(cat, back)
+
+
+def test_list_columns_in_file(rng, tmp_path):
+    import pyarrow.parquet as pq
+
+    cat = random_catalog(rng, 5, XP + ["teff"])
+    write_parquet(cat, tmp_path / "c.parquet")
+    schema = pq.read_schema(tmp_path / "c.parquet")
+    import pyarrow as pa
+
+    typ = schema.field("bp_coefficients").type
+    assert pa.types.is_fixed_size_list(typ) and typ.list_size == 55
+    assert typ.value_type == pa.float32()
+    assert "rp_coefficient_errors" in schema.names and "teff_err" in schema.names
+    assert "bp0" not in schema.names
+    sub = read_parquet(tmp_path / "c.parquet", columns=["teff", "rp3"])
+    assert sub.columns == ["teff", "rp3"]
+    assert np.array_equal(sub.values, cat.select(["teff", "rp3"]).values, equal_nan=True)
+    with pytest.raises(ValueError, match="no token column"):
+        read_parquet(tmp_path / "c.parquet", columns=["logg"])
+
+
+def test_foreign_file(rng, tmp_path):
+    """A file written without lamfast: variable lists, token-named scalars, other columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 4
+    coef = rng.normal(size=(n, 3)).astype(np.float32)
+    t = pa.table({"source_id": pa.array(np.arange(n), pa.int64()),
+                  "bp_coefficients": pa.array(list(coef)),
+                  "teff": rng.uniform(4000, 6000, n), "teff_err": rng.uniform(10, 50, n),
+                  "ra": rng.uniform(0, 360, n)})
+    pq.write_table(t, tmp_path / "f.parquet")
+    cat = read_parquet(tmp_path / "f.parquet")
+    assert cat.columns == ["bp0", "bp1", "bp2", "teff"]
+    assert np.array_equal(cat.values[:, :3], coef)
+    assert np.isnan(cat.errors[:, :3]).all()
+    assert list(cat.extra) == ["ra"]
+    ragged = pa.table({"source_id": pa.array([1, 2], pa.int64()),
+                       "rp_coefficients": pa.array([[1.0, 2.0], [3.0]])})
+    pq.write_table(ragged, tmp_path / "r.parquet")
+    with pytest.raises(ValueError, match=r"r.parquet: row 1, column 'rp_coefficients': 1 values"):
+        read_parquet(tmp_path / "r.parquet")
+    pq.write_table(pa.table({"teff": [1.0]}), tmp_path / "n.parquet")
+    with pytest.raises(ValueError, match="no 'source_id'"):
+        read_parquet(tmp_path / "n.parquet")
+
+
+def test_write_errors(rng, tmp_path):
+    cat = random_catalog(rng, 3, ["teff"])
+    bad = Catalog(cat.columns, cat.values, cat.errors, cat.source_id, {"f": object()}, {})
+    with pytest.raises(ValueError, match="JSON"):
+        write_parquet(bad, tmp_path / "x.parquet")
+    clash = Catalog(cat.columns, cat.values, cat.errors, cat.source_id, {}, {"teff_err": np.ones(3)})
+    with pytest.raises(ValueError, match="collides"):
+        write_parquet(clash, tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match="layout"):
+        write_parquet(cat, tmp_path / "x.parquet", layout="wide")
+    empty = random_catalog(rng, 0, ["teff", "bp0"])
+    write_parquet(empty, tmp_path / "e.parquet")
+    assert_same_catalog(empty, read_parquet(tmp_path / "e.parquet"))
