@@ -1,0 +1,1 @@
+"""Comparison baselines (stock implementations that lamfast is measured against)."""
