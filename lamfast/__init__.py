@@ -9,7 +9,19 @@ from .vocab import Vocab
 
 __version__ = "0.1.0"
 
+# Torch-backed names load on first use, so `import lamfast` stays light.
+_LAZY = {"LAM": "lamfast.model", "LAMConfig": "lamfast.model"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lamfast' has no attribute {name!r}")
+
+
 __all__ = [
-    "Batch", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "sample_training",
+    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "sample_training",
     "sample_training_reference", "set_num_threads", "tokenize", "tokenize_reference",
 ]

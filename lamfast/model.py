@@ -1,0 +1,433 @@
+"""LAM: the Large Astronomy Model (Leung & Bovy 2024) on packed ragged token sets.
+
+A star is a set of (token id, standardised value) pairs; a batch is flat tokens plus
+``cu_seqlens`` (see :class:`lamfast.Batch`), never padded. Requests (the tokens to
+predict) are packed the same way with ``cu_targets``; they never interact, so every
+request of every star goes through the decoder in one pass.
+
+    embedding    GELU(E[t] * x + B[t])                                  # [T, W]
+    encoder      post-LN blocks: y = LN(x + SelfAttn(x)); LN(y + FFN(y))
+    decoder      post-LN blocks, cross-attention only: queries start as E[t_request]
+    head         MLP (GELU) -> mu, log-variance                         # [R], [R]
+
+Every attention has one learned bias key/value (``add_bias_kv``), so a star without
+tokens is still defined. Preset ``lam-2024`` is the paper's model (8,845,529 parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .normalization import Normalizer
+from .ops import varlen_attention
+from .vocab import Vocab
+
+FORMAT = "lamfast-lam"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class LAMConfig:
+    """Architecture. One entry per block in the per-block tuples."""
+
+    vocab_size: int = 119                                    # token ids incl. padding 0
+    width: int = 128
+    encoder_heads: tuple[int, ...] = (16, 8)
+    encoder_ffn: tuple[int, ...] = (1024, 512)
+    decoder_heads: tuple[int, ...] = (16, 8, 4)
+    decoder_ffn: tuple[int, ...] = (3096, 1548, 774)
+    head_mlp: tuple[int, ...] = (3096, 1548, 774, 387)     # decoder MLP hidden widths
+    dropout: float = 0.1                                     # residual branches and head MLP
+    context_length: int = 64                                 # tokens per star in training
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        for f in ("encoder_heads", "encoder_ffn", "decoder_heads", "decoder_ffn", "head_mlp"):
+            setattr(self, f, tuple(int(x) for x in getattr(self, f)))
+        if len(self.encoder_heads) != len(self.encoder_ffn):
+            raise ValueError("encoder_heads and encoder_ffn need one entry per encoder block")
+        if len(self.decoder_heads) != len(self.decoder_ffn):
+            raise ValueError("decoder_heads and decoder_ffn need one entry per decoder block")
+        for heads in self.encoder_heads + self.decoder_heads:
+            if heads < 1 or self.width % heads:
+                raise ValueError(f"width {self.width} is not divisible by {heads} heads")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LAMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown LAM config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS = {"lam-2024": LAMConfig()}
+
+
+def _gelu(x):
+    return F.gelu(x)  # exact erf form, as the paper
+
+
+# ---- layers ----------------------------------------------------------------------------
+
+class NonLinearEmbedding(nn.Module):
+    """Token t with value x -> GELU(E[t] * x + B[t]); a request for t is the raw row E[t]."""
+
+    def __init__(self, vocab_size: int, width: int):
+        super().__init__()
+        self.embeddings = nn.Parameter(torch.empty(vocab_size, width))
+        self.bias = nn.Parameter(torch.empty(vocab_size, width))
+        nn.init.uniform_(self.embeddings)
+        nn.init.xavier_uniform_(self.bias)
+        with torch.no_grad():  # id 0 = padding
+            self.embeddings[0].zero_()
+            self.bias[0].zero_()
+
+    def forward(self, token_id: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """[T] int, [T] float -> [T, W]."""
+        return _gelu(self.embeddings[token_id] * value[:, None].to(self.embeddings.dtype)
+                     + self.bias[token_id])
+
+    def query(self, token_id: torch.Tensor) -> torch.Tensor:
+        return self.embeddings[token_id]
+
+
+class VarlenMultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention(add_bias_kv=True)`` semantics on packed sets.
+
+    Parameters carry the same names and layout (``in_proj_weight`` [3W, W] = q, k, v rows);
+    ``bias_k``/``bias_v`` are stored as [W] (MultiheadAttention: [1, 1, W]).
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.width, self.heads, self.head_dim = width, heads, width // heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.bias_k = nn.Parameter(torch.empty(width))
+        self.bias_v = nn.Parameter(torch.empty(width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+        nn.init.xavier_normal_(self.bias_k.view(1, 1, -1))
+        nn.init.xavier_normal_(self.bias_v.view(1, 1, -1))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, cu_q: torch.Tensor,
+                cu_k: torch.Tensor, max_q: int, max_k: int) -> torch.Tensor:
+        """x [Tq, W] queries; memory [Tk, W] keys/values (None = self-attention) -> [Tq, W]."""
+        w, h, d = self.width, self.heads, self.head_dim
+        if memory is None:
+            q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(-1, 3, h, d).unbind(1)
+        else:
+            q = F.linear(x, self.in_proj_weight[:w], self.in_proj_bias[:w]).view(-1, h, d)
+            # Keys/values once per star, shared by all of its requests.
+            k, v = F.linear(memory, self.in_proj_weight[w:], self.in_proj_bias[w:]).view(-1, 2, h, d).unbind(1)
+        out = varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k,
+                               bias_k=self.bias_k.view(h, d), bias_v=self.bias_v.view(h, d))
+        return self.out_proj(out.reshape(-1, w))
+
+
+class TransformerBlock(nn.Module):
+    """Post-LN: y = LN1(x + Attn); out = LN2(y + W2 GELU(W1 y)) (dropout on both branches)."""
+
+    def __init__(self, width: int, heads: int, ffn: int, dropout: float, eps: float):
+        super().__init__()
+        self.attention = VarlenMultiheadAttention(width, heads)
+        self.dense_1 = nn.Linear(width, ffn)
+        self.dense_2 = nn.Linear(ffn, width)
+        self.layernorm_1 = nn.LayerNorm(width, eps=eps)
+        self.layernorm_2 = nn.LayerNorm(width, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        for dense in (self.dense_1, self.dense_2):
+            _kaiming(dense)
+
+    def forward(self, x, memory, cu_q, cu_k, max_q, max_k):
+        y = self.layernorm_1(x + self.dropout(self.attention(x, memory, cu_q, cu_k, max_q, max_k)))
+        return self.layernorm_2(y + self.dropout(self.dense_2(_gelu(self.dense_1(y)))))
+
+
+def _kaiming(dense: nn.Linear) -> None:
+    nn.init.kaiming_uniform_(dense.weight)
+    bound = 1 / dense.in_features ** 0.5
+    nn.init.uniform_(dense.bias, -bound, bound)
+
+
+# ---- the model -------------------------------------------------------------------------
+
+class LAM(nn.Module):
+    """The Large Astronomy Model on packed token sets.
+
+    Parameters
+    ----------
+    config : LAMConfig or preset name (``"lam-2024"``, default)
+    vocab : Vocab, default the paper's 118 tokens (must match ``config.vocab_size``)
+    normalizer : Normalizer, optional
+        Per-token median/scale used by :meth:`predict` (stored with the model).
+    """
+
+    def __init__(self, config: LAMConfig | str = "lam-2024", vocab: Vocab | None = None,
+                 normalizer: Normalizer | None = None):
+        super().__init__()
+        if isinstance(config, str):
+            if config not in PRESETS:
+                raise ValueError(f"unknown preset {config!r}; presets: {sorted(PRESETS)}")
+            config = LAMConfig(**PRESETS[config].to_dict())
+        vocab = vocab or (normalizer.vocab if normalizer else Vocab.paper())
+        if len(vocab) != config.vocab_size:
+            raise ValueError(f"vocabulary has {len(vocab)} ids but config.vocab_size is {config.vocab_size}")
+        if normalizer is not None and normalizer.vocab != vocab:
+            raise ValueError("normalizer and model vocabularies differ")
+        self.config, self.vocab, self.normalizer = config, vocab, normalizer
+        c = config
+        self.embedding = NonLinearEmbedding(c.vocab_size, c.width)
+        block = lambda h, f: TransformerBlock(c.width, h, f, c.dropout, c.layer_norm_eps)
+        self.encoder = nn.ModuleList(block(h, f) for h, f in zip(c.encoder_heads, c.encoder_ffn))
+        self.decoder = nn.ModuleList(block(h, f) for h, f in zip(c.decoder_heads, c.decoder_ffn))
+        widths = (c.width,) + c.head_mlp
+        self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.mu_out = nn.Linear(widths[-1], 1)
+        self.logvar_out = nn.Linear(widths[-1], 1)
+        for dense in (*self.head, self.mu_out, self.logvar_out):
+            _kaiming(dense)
+        self.head_dropout = nn.Dropout(c.dropout)
+
+    # ---- forward ----------------------------------------------------------------------
+
+    def encode(self, token_id: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
+               max_seqlen: int) -> torch.Tensor:
+        """token_id int [T], value float [T], cu_seqlens int32 [N+1] -> memory [T, W]."""
+        x = self.embedding(token_id.long(), value)
+        for block in self.encoder:
+            x = block(x, None, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+        return x
+
+    def decode(self, memory: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+               target_id: torch.Tensor, cu_targets: torch.Tensor, max_targets: int):
+        """Requests target_id [R] of star i = ``cu_targets[i]:cu_targets[i+1]`` -> mu, logvar [R]."""
+        x = self.embedding.query(target_id.long())
+        for block in self.decoder:
+            x = block(x, memory, cu_targets, cu_seqlens, max_targets, max_seqlen)
+        for dense in self.head:
+            x = self.head_dropout(_gelu(dense(x)))
+        return self.mu_out(x)[:, 0], self.logvar_out(x)[:, 0]
+
+    def forward(self, token_id, value, cu_seqlens, max_seqlen, target_id, cu_targets, max_targets):
+        """Packed inputs and requests -> (mu [R], logvar [R]), standardised units."""
+        memory = self.encode(token_id, value, cu_seqlens, max_seqlen)
+        return self.decode(memory, cu_seqlens, max_seqlen, target_id, cu_targets, max_targets)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- inference --------------------------------------------------------------------
+
+    def predict(self, values: np.ndarray, columns: Sequence[str],
+                request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int = 4096,
+                device: str | torch.device = "auto", max_tokens: int | None = None,
+                threads: int | None = None):
+        """Predict tokens of many stars, in physical units.
+
+        Parameters
+        ----------
+        values : float32 [N, V], NaN = missing; raw (not standardised) catalogue values.
+        columns : V token names.
+        request : token names to predict for every star.
+        batch_size : stars per forward pass (memory is bounded by it).
+        device : ``"auto"`` (CUDA if available), or any torch device; the model moves there.
+        max_tokens : keep at most this many present values per star (first in column order);
+            default ``config.context_length``, the set size the model was trained on.
+
+        Returns
+        -------
+        astropy.table.Table
+            One row per star in input order: ``<name>`` and ``<name>_error`` per request
+            (value = mu*scale + median, error = sqrt(exp(logvar))*scale) and ``no_input``
+            (True where a star has no valid value; its predictions are NaN).
+        """
+        from astropy.table import Table
+
+        from .columns import check_columns
+        from .tokenizer import tokenize
+
+        if self.normalizer is None:
+            raise ValueError("this model has no normalizer: predict needs per-token stats")
+        if isinstance(request, str):
+            request = [request]
+        request = list(request)
+        if not request:
+            raise ValueError("request at least one token name")
+        request_ids = self.vocab.ids(request)
+        self.normalizer.has_stats(request)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if max_tokens is None:
+            max_tokens = self.config.context_length
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.to(device)
+        values, _, _ = check_columns(values, columns, None, self.vocab)
+        n = values.shape[0]
+        mu = np.full((n, len(request)), np.nan)
+        logvar = np.full((n, len(request)), np.nan)
+        n_tokens = np.zeros(n, dtype=np.int64)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, n, batch_size):
+                    batch = tokenize(values[start:start + batch_size], columns, max_tokens=max_tokens,
+                                     normalizer=self.normalizer, vocab=self.vocab, threads=threads)
+                    m, s = self._predict_batch(batch, request_ids, device)
+                    stop = start + batch.n_stars
+                    mu[start:stop], logvar[start:stop] = m, s
+                    n_tokens[start:stop] = batch.seqlens()
+        finally:
+            self.train(was_training)
+        no_input = n_tokens == 0
+        value, error = self.normalizer.unstandardize(mu, request_ids[None, :], np.sqrt(np.exp(logvar)))
+        value[no_input], error[no_input] = np.nan, np.nan
+        table = Table()
+        for j, name in enumerate(request):
+            table[name] = value[:, j]
+            table[f"{name}_error"] = error[:, j]
+        table["no_input"] = no_input
+        return table
+
+    def _predict_batch(self, batch, request_ids: np.ndarray, device):
+        n, r = batch.n_stars, len(request_ids)
+        t = batch.to_torch(device)
+        target_id = torch.from_numpy(np.tile(request_ids, n)).to(device)
+        cu_targets = torch.arange(0, n * r + 1, r, dtype=torch.int32, device=device)
+        mu, logvar = self(t["token_id"], t["value"], t["cu_seqlens"], batch.max_seqlen,
+                          target_id, cu_targets, r)
+        return (mu.float().view(n, r).cpu().numpy().astype(np.float64),
+                logvar.float().view(n, r).cpu().numpy().astype(np.float64))
+
+    # ---- persistence ------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` + ``config.json`` (architecture, vocabulary, normalisation)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "architecture": self.config.to_dict(), "vocab": self.vocab.to_list(),
+                "normalizer": self.normalizer.to_dict() if self.normalizer else None}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LAM:
+        """Inverse of :meth:`save` (exact)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta = json.loads(_existing(folder / CONFIG_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{folder / CONFIG_FILE}: not a lamfast model (format "
+                             f"{meta.get('format')!r}); for the authors' format use "
+                             "LAM.from_reference_checkpoint")
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{folder}: format version {meta['format_version']} is newer than "
+                             f"this lamfast reads ({FORMAT_VERSION})")
+        normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
+        model = cls(LAMConfig.from_dict(meta["architecture"]), Vocab(meta["vocab"]), normalizer)
+        model.load_state_dict(load_file(str(_existing(folder / WEIGHTS_FILE)), device=str(device)))
+        return model.to(device)
+
+    # ---- the authors' format ----------------------------------------------------------
+
+    def reference_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights under the authors' names and shapes (``weights.pt`` model_state_dict)."""
+        return {to_reference_name(k): (v.view(1, 1, -1) if k.endswith(("bias_k", "bias_v")) else v)
+                for k, v in self.state_dict().items()}
+
+    def load_reference_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        ours = {to_reference_name(k): k for k in self.state_dict()}
+        missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+        if missing or unexpected:
+            raise ValueError(f"reference weights do not fit this architecture: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+        self.load_state_dict({ours[k]: (v.reshape(-1) if k.endswith(("bias_k", "bias_v")) else v)
+                              for k, v in state.items()})
+
+    @classmethod
+    def from_reference_checkpoint(cls, folder: str | os.PathLike) -> LAM:
+        """Load the authors' checkpoint folder (``config.json`` + ``weights.pt``).
+
+        Architecture from ``nn_config`` (block i of the encoder has heads/2**i and FFN/2**i,
+        likewise the decoder; the head MLP is FFN, FFN/2, FFN/4, FFN/8), vocabulary from
+        ``tokenizer_config`` and normalisation from ``norm_config``.
+        """
+        folder = Path(folder)
+        with open(_existing(folder / "config.json")) as f:
+            ref = json.load(f)
+        for key in ("nn_config", "norm_config"):
+            if key not in ref:
+                raise ValueError(f"{folder / 'config.json'}: no {key!r}; not the authors' checkpoint format")
+        nn_config = ref["nn_config"]
+        required = ("embedding_dim", "encoder_head_num", "encoder_dense_num", "decoder_head_num",
+                    "decoder_dense_num")
+        if any(k not in nn_config for k in required):
+            raise ValueError(f"{folder / 'config.json'}: nn_config lacks "
+                             f"{[k for k in required if k not in nn_config]}")
+        for key in ("embedding_activation", "encoder_activation", "decoder_activation"):
+            if nn_config.get(key, "gelu") != "gelu":
+                raise ValueError(f"{folder}: {key} = {nn_config[key]!r}; lamfast supports gelu only")
+        normalizer = Normalizer.from_reference_config(ref)
+        eh, ef = nn_config["encoder_head_num"], nn_config["encoder_dense_num"]
+        dh, df = nn_config["decoder_head_num"], nn_config["decoder_dense_num"]
+        config = LAMConfig(vocab_size=len(normalizer.vocab), width=nn_config["embedding_dim"],
+                           encoder_heads=(eh, eh // 2), encoder_ffn=(ef, ef // 2),
+                           decoder_heads=(dh, dh // 2, dh // 4), decoder_ffn=(df, df // 2, df // 4),
+                           head_mlp=(df, df // 2, df // 4, df // 8),
+                           dropout=nn_config.get("encoder_dropout_rate", 0.1),
+                           context_length=nn_config.get("context_length", 64))
+        model = cls(config, normalizer.vocab, normalizer)
+        checkpoint = torch.load(_existing(folder / "weights.pt"), map_location="cpu", weights_only=True)
+        model.load_reference_state_dict(checkpoint.get("model_state_dict", checkpoint))
+        return model
+
+
+_REFERENCE_PREFIXES = [  # (ours, theirs); block/layer numbers shift by 1 (decoder MLP by 3)
+    (r"^embedding\.", "embedding_layer."),
+    (r"^encoder\.(\d+)\.", lambda m: f"torch_encoder.encoder_transformer_block_{int(m[1]) + 1}."),
+    (r"^decoder\.(\d+)\.", lambda m: f"torch_decoder.decoder_transformer_block_{int(m[1]) + 1}."),
+    (r"^head\.(\d+)\.", lambda m: f"torch_decoder.decoder_dense_{int(m[1]) + 3}."),
+    (r"^mu_out\.", "torch_decoder.decoder_out."),
+    (r"^logvar_out\.", "torch_decoder.decoder_logvar_out."),
+]
+
+
+def to_reference_name(name: str) -> str:
+    """lamfast parameter name -> the authors' (``encoder.0.dense_1.weight`` ->
+    ``torch_encoder.encoder_transformer_block_1.dense_1.weight``)."""
+    for pattern, repl in _REFERENCE_PREFIXES:
+        new, n = re.subn(pattern, repl, name)
+        if n:
+            return new
+    raise ValueError(f"no reference name for parameter {name!r}")
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in {path.parent}")
+    return path

@@ -1,0 +1,6 @@
+"""Fused operators: one concern per file (reference, Triton kernel, public dispatch)."""
+
+from .attention_reference import varlen_attention_reference
+from .varlen_attention import attention_backend, varlen_attention
+
+__all__ = ["attention_backend", "varlen_attention", "varlen_attention_reference"]
