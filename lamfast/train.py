@@ -129,7 +129,14 @@ class Trainer:
                  normalizer: Normalizer | None = None):
         from .model import LAM, LAMConfig, PRESETS
 
+        # Columns with no value in the training set can be neither learned nor standardised.
+        empty = [c for c in train.columns if not np.isfinite(train.column(c)).any()]
+        if empty:
+            keep = [c for c in train.columns if c not in empty]
+            train = train.select(keep)
+            val = val.select(keep) if val is not None else None
         self.cfg, self.train_set, self.val_set = cfg, train, val
+        self.dropped_columns = empty
         self.device = resolve_device(cfg.device)
         self.rank, self.world = _rank_world()
         self.out = Path(cfg.out_dir)
