@@ -1,0 +1,380 @@
+#include "xmatch.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <utility>
+
+#include "parallel.hpp"
+
+namespace lamfast::xmatch {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kDegToRad = kPi / 180.0;
+constexpr double kRadToDeg = 180.0 / kPi;
+constexpr double kMasToRad = kDegToRad / 3.6e6;
+constexpr double kSkyDeg2 = 41252.96124941928;  // 4 pi sr in square degrees
+constexpr int64_t kRowsPerThread = 2048;        // below this a thread costs more than it saves
+// Candidate windows are widened by this much (degrees) so that rounding in the zone
+// and cell arithmetic can never drop a pair; the chord test then decides exactly.
+constexpr double kMarginDeg = 1e-9;
+// Automatic zone height: about this many catalogue-2 rows per cell, never below 1"
+// (so that a 1" query touches few zones even on a dense clump) nor above 10 degrees.
+constexpr double kRowsPerCell = 2.0;
+constexpr double kMinHeightDeg = 1.0 / 3600.0;
+constexpr double kMaxHeightDeg = 10.0;
+
+inline double wrap_ra(double ra_deg) {
+  double w = ra_deg - 360.0 * std::floor(ra_deg / 360.0);
+  return w >= 360.0 ? 0.0 : w;  // -1e-17 wraps to 360 - 1e-17, which rounds to 360
+}
+
+struct Moved {
+  double x, y, z;  // unit vector
+  double ra;       // degrees, [0, 360)
+  double dec;      // degrees
+};
+
+// Row i of p as a unit vector at the target epoch (see Motion).
+inline Moved move_row(const Points& p, int64_t i) {
+  const double ra = p.ra[i] * kDegToRad, dec = p.dec[i] * kDegToRad;
+  const double sa = std::sin(ra), ca = std::cos(ra), sd = std::sin(dec), cd = std::cos(dec);
+  Moved m{cd * ca, cd * sa, sd, wrap_ra(p.ra[i]), p.dec[i]};
+  if (!p.motion.pmra) return m;
+  const double pa = p.motion.pmra[i], pd = p.motion.pmdec[i];
+  if (std::isnan(pa) || std::isnan(pd)) return m;
+  const double t = p.motion.dt[i * p.motion.dt_stride] * kMasToRad;
+  const double ve = pa * t, vn = pd * t;  // tangent-plane displacement (radians)
+  if (ve == 0.0 && vn == 0.0) return m;
+  // east = (-sin ra, cos ra, 0), north = (-sin dec cos ra, -sin dec sin ra, cos dec)
+  const double x = m.x - sa * ve - sd * ca * vn;
+  const double y = m.y + ca * ve - sd * sa * vn;
+  const double z = m.z + cd * vn;
+  const double inv = 1.0 / std::sqrt(x * x + y * y + z * z);
+  m.x = x * inv;
+  m.y = y * inv;
+  m.z = z * inv;
+  m.ra = wrap_ra(std::atan2(m.y, m.x) * kRadToDeg);
+  m.dec = std::atan2(m.z, std::hypot(m.x, m.y)) * kRadToDeg;
+  return m;
+}
+
+BadRow bad_in(const Points& p, int64_t begin, int64_t end) {
+  const Motion& mo = p.motion;
+  for (int64_t i = begin; i < end; ++i) {
+    const double ra = p.ra[i], dec = p.dec[i];
+    if (!(ra >= -360.0 && ra <= 360.0)) return {i, BadRow::kRa};  // also NaN
+    if (!(dec >= -90.0 && dec <= 90.0)) return {i, BadRow::kDec};
+    if (!mo.pmra) continue;
+    if (std::isinf(mo.pmra[i])) return {i, BadRow::kPmra};
+    if (std::isinf(mo.pmdec[i])) return {i, BadRow::kPmdec};
+    if (!std::isfinite(mo.dt[i * mo.dt_stride])) return {i, BadRow::kDt};
+  }
+  return {};
+}
+
+// Candidate (chord^2, catalogue-2 row), ordered for ranking with deterministic ties.
+struct Hit {
+  double d2;
+  int64_t id;
+  bool operator<(const Hit& o) const { return d2 < o.d2 || (d2 == o.d2 && id < o.id); }
+};
+
+inline void prefetch(const void* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
+
+inline double sep_arcsec(double d2) {
+  return 2.0 * std::asin(0.5 * std::sqrt(d2)) * kArcsecPerRad;
+}
+
+inline double chord2_of(double radius_rad) {
+  const double c = 2.0 * std::sin(0.5 * std::min(radius_rad, kPi));
+  return c * c;
+}
+
+}  // namespace
+
+BadRow find_bad_row(const Points& p, int threads) {
+  std::vector<BadRow> found(std::max(1, threads));
+  parallel_for(p.n, threads, kRowsPerThread,
+               [&](int64_t b, int64_t e, int t) { found[t] = bad_in(p, b, e); });
+  for (const BadRow& f : found)  // threads own increasing row blocks: first hit wins
+    if (f.row >= 0) return f;
+  return {};
+}
+
+void propagate(const Points& p, double* ra_out, double* dec_out, int threads) {
+  parallel_for(p.n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const Moved m = move_row(p, i);
+      ra_out[i] = m.ra;
+      dec_out[i] = m.dec;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------
+// Index layout
+
+// Zones of height h_deg, each with cells at least h_deg wide at its widest edge, and the
+// span of occupied cells per zone (only that span gets directory entries).
+void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, double h_deg) {
+  h_deg_ = h_deg;
+  const int nz = std::max(1, static_cast<int>(std::ceil(180.0 / h_deg)));
+  zones_.assign(nz, Zone{1, std::numeric_limits<int64_t>::max(), -1, 0});
+  for (int z = 0; z < nz; ++z) {
+    const double lo = -90.0 + z * h_deg, hi = std::min(90.0, lo + h_deg);
+    const double widest = (lo <= 0.0 && hi >= 0.0)
+                              ? 1.0
+                              : std::max(std::cos(lo * kDegToRad), std::cos(hi * kDegToRad));
+    const double nb = std::floor(360.0 * std::max(0.0, widest) / h_deg);
+    zones_[z].nb = static_cast<int64_t>(std::clamp(nb, 1.0, 1e9));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    Zone& z = zones_[zone_of(dec[i])];
+    const int64_t b = cell_of(z, wrap_ra(ra[i]));
+    z.bmin = std::min(z.bmin, b);
+    z.bmax = std::max(z.bmax, b);
+  }
+  int64_t cells = 0;
+  for (Zone& z : zones_) {
+    if (z.bmin > z.bmax) z.bmin = 1, z.bmax = 0;  // empty zone: no cells
+    z.cell0 = cells;
+    cells += std::max<int64_t>(0, z.bmax - z.bmin + 1);
+  }
+  cell_start_.assign(cells + 1, 0);
+}
+
+ZoneIndex::ZoneIndex(const double* ra, const double* dec, int64_t n, double zone_height_deg,
+                     int threads) {
+  if (zone_height_deg > 0) {
+    layout_zones(ra, dec, n, std::max(zone_height_deg, 1e-7));
+  } else {
+    // First guess from the whole sky, then rescale to the area actually occupied (a
+    // small field gets smaller cells); grow again if the directory gets too large
+    // (a small field straddling RA = 0 occupies whole zones).
+    const double target = std::max(1.0, n / kRowsPerCell);
+    auto clamp_h = [](double h) { return std::clamp(h, kMinHeightDeg, kMaxHeightDeg); };
+    double h = clamp_h(std::sqrt(kSkyDeg2 / target));
+    layout_zones(ra, dec, n, h);
+    h = clamp_h(h * std::sqrt(std::max<double>(1.0, n_cells()) / target));
+    layout_zones(ra, dec, n, h);
+    while (n_cells() > 4 * target + 64 && h < kMaxHeightDeg) {
+      h = clamp_h(h * 1.25);
+      layout_zones(ra, dec, n, h);
+    }
+  }
+  // Counting sort of the rows by cell (stable: rows of a cell keep catalogue order).
+  std::vector<int64_t> cell(n);
+  parallel_for(n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const Zone& z = zones_[zone_of(dec[i])];
+      cell[i] = z.cell0 + cell_of(z, wrap_ra(ra[i])) - z.bmin;
+    }
+  });
+  for (int64_t i = 0; i < n; ++i) ++cell_start_[cell[i] + 1];
+  std::partial_sum(cell_start_.begin(), cell_start_.end(), cell_start_.begin());
+  std::vector<int64_t> next(cell_start_.begin(), cell_start_.end() - 1);
+  ids_.resize(n);
+  for (int64_t i = 0; i < n; ++i) ids_[next[cell[i]]++] = i;
+  xyz_.resize(n);
+  parallel_for(n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      const double r = ra[ids_[p]] * kDegToRad, d = dec[ids_[p]] * kDegToRad;
+      xyz_[p] = {std::cos(d) * std::cos(r), std::cos(d) * std::sin(r), std::sin(d)};
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------
+// Queries
+
+struct ZoneIndex::Window {
+  Moved at;
+  int z0, z1;         // zones that the search cap touches
+  double half_width;  // RA half-width of the cap (degrees); >= 180: whole zones
+};
+
+// Per zone of the query row: the largest RA half-width of a cap of radius r centred
+// anywhere in that zone, asin(sin r / cos |dec|) at the zone's most polar edge, or 180
+// (whole zones) when the cap can reach a pole.
+std::vector<double> ZoneIndex::ra_half_widths(double radius_rad) const {
+  const double r_deg = radius_rad * kRadToDeg;
+  std::vector<double> half(zones_.size(), 180.0);
+  for (size_t z = 0; z < zones_.size(); ++z) {
+    const double lo = -90.0 + z * h_deg_, hi = std::min(90.0, lo + h_deg_);
+    const double polar = std::max(std::fabs(lo), std::fabs(hi));
+    if (polar + r_deg + kMarginDeg >= 90.0) continue;
+    const double s = std::sin(radius_rad) / std::cos(polar * kDegToRad);
+    if (s < 1.0) half[z] = std::asin(s) * kRadToDeg + kMarginDeg;
+  }
+  return half;
+}
+
+// Row i of q at the index's epoch and the zones and RA half-width its cap of radius
+// r_deg (margin included) can touch.
+ZoneIndex::Window ZoneIndex::window(const Points& q, int64_t i, double r_deg,
+                                    const std::vector<double>& half_width) const {
+  Window w;
+  w.at = move_row(q, i);
+  w.z0 = zone_of(w.at.dec - r_deg);
+  w.z1 = zone_of(w.at.dec + r_deg);
+  w.half_width = half_width[zone_of(w.at.dec)];
+  return w;
+}
+
+template <class Visit>
+void ZoneIndex::for_each_candidate(const Window& w, Visit&& visit) const {
+  auto scan = [&](const Zone& z, int64_t b0, int64_t b1) {
+    b0 = std::max(b0, z.bmin);
+    b1 = std::min(b1, z.bmax);
+    if (b0 > b1) return;
+    const int64_t end = cell_start_[z.cell0 + b1 - z.bmin + 1];
+    for (int64_t p = cell_start_[z.cell0 + b0 - z.bmin]; p < end; ++p) visit(p);
+  };
+  for (int zi = w.z0; zi <= w.z1; ++zi) {
+    const Zone& z = zones_[zi];
+    if (z.bmin > z.bmax) continue;
+    if (w.half_width >= 180.0) {
+      scan(z, z.bmin, z.bmax);
+      continue;
+    }
+    const double lo = w.at.ra - w.half_width, hi = w.at.ra + w.half_width;
+    if (lo >= 0.0 && hi < 360.0) {
+      scan(z, cell_of(z, lo), cell_of(z, hi));
+      continue;
+    }
+    // The window crosses RA = 0/360: two pieces, unless they meet in one cell.
+    const int64_t a = cell_of(z, lo < 0.0 ? lo + 360.0 : lo);
+    const int64_t b = cell_of(z, hi >= 360.0 ? hi - 360.0 : hi);
+    if (b >= a) {
+      scan(z, 0, z.nb - 1);
+    } else {
+      scan(z, 0, b);
+      scan(z, a, z.nb - 1);
+    }
+  }
+}
+
+// Calls on_row(i, window) for rows [begin, end) of q. Random query positions make each
+// row wait on two dependent cache misses (its cell's directory entry, then the cell's
+// rows), so the loop is software-pipelined: kAhead rows ahead it prefetches the entry,
+// and half as far ahead the rows it points to; the misses of many rows then overlap.
+template <class OnRow>
+void ZoneIndex::for_each_row(const Points& q, int64_t begin, int64_t end, double r_deg,
+                             const std::vector<double>& half_width, OnRow&& on_row) const {
+  constexpr int64_t kAhead = 16, kRing = 32;  // kRing > kAhead: a slot outlives its use
+  Window w[kRing];
+  int64_t home[kRing];  // directory entry of the cell holding the row, or -1
+  auto locate = [&](int64_t i) {
+    const int64_t s = i % kRing;
+    w[s] = window(q, i, r_deg, half_width);
+    const Zone& z = zones_[zone_of(w[s].at.dec)];
+    const int64_t c = cell_of(z, w[s].at.ra);
+    home[s] = (c >= z.bmin && c <= z.bmax) ? z.cell0 + c - z.bmin : -1;
+    if (home[s] >= 0) prefetch(&cell_start_[home[s]]);
+  };
+  auto fetch_rows = [&](int64_t i) {
+    const int64_t s = i % kRing;
+    if (home[s] >= 0) prefetch(xyz_.data() + cell_start_[home[s]]);
+  };
+  for (int64_t i = begin; i < std::min(end, begin + kAhead); ++i) locate(i);
+  for (int64_t i = begin; i < std::min(end, begin + kAhead / 2); ++i) fetch_rows(i);
+  for (int64_t i = begin; i < end; ++i) {
+    if (i + kAhead < end) locate(i + kAhead);
+    if (i + kAhead / 2 < end) fetch_rows(i + kAhead / 2);
+    on_row(i, w[i % kRing]);
+  }
+}
+
+void ZoneIndex::nearest(const Points& q, double radius_rad, int k, int64_t* idx2,
+                        double* sep, int threads) const {
+  const double c2 = chord2_of(radius_rad), r_deg = radius_rad * kRadToDeg + kMarginDeg;
+  const std::vector<double> half = ra_half_widths(radius_rad);
+  parallel_for(q.n, threads, kRowsPerThread, [&](int64_t begin, int64_t end, int) {
+    std::vector<Hit> best(k);  // sorted, first `found` valid
+    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, const Window& w) {
+      int found = 0;
+      for_each_candidate(w, [&](int64_t p) {
+        const double dx = w.at.x - xyz_[p].x, dy = w.at.y - xyz_[p].y, dz = w.at.z - xyz_[p].z;
+        const double d2 = dx * dx + dy * dy + dz * dz;
+        if (!(d2 <= c2)) return;
+        const Hit h{d2, ids_[p]};
+        if (found == k && !(h < best[k - 1])) return;
+        int pos = found < k ? found++ : k - 1;
+        for (; pos > 0 && h < best[pos - 1]; --pos) best[pos] = best[pos - 1];
+        best[pos] = h;
+      });
+      for (int s = 0; s < k; ++s) {
+        idx2[i * k + s] = s < found ? best[s].id : -1;
+        sep[i * k + s] =
+            s < found ? sep_arcsec(best[s].d2) : std::numeric_limits<double>::quiet_NaN();
+      }
+    });
+  });
+}
+
+ZoneIndex::Pairs ZoneIndex::all(const Points& q, double radius_rad, int64_t idx1_offset,
+                                int threads) const {
+  const double c2 = chord2_of(radius_rad), r_deg = radius_rad * kRadToDeg + kMarginDeg;
+  const std::vector<double> half = ra_half_widths(radius_rad);
+  std::vector<Pairs> per_thread(std::max(1, threads));
+  parallel_for(q.n, threads, kRowsPerThread, [&](int64_t begin, int64_t end, int t) {
+    Pairs& out = per_thread[t];
+    std::vector<Hit> hits;
+    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, const Window& w) {
+      hits.clear();
+      for_each_candidate(w, [&](int64_t p) {
+        const double dx = w.at.x - xyz_[p].x, dy = w.at.y - xyz_[p].y, dz = w.at.z - xyz_[p].z;
+        const double d2 = dx * dx + dy * dy + dz * dz;
+        if (d2 <= c2) hits.push_back({d2, ids_[p]});
+      });
+      std::sort(hits.begin(), hits.end());
+      for (const Hit& h : hits) {
+        out.idx1.push_back(idx1_offset + i);
+        out.idx2.push_back(h.id);
+        out.sep_arcsec.push_back(sep_arcsec(h.d2));
+      }
+    });
+  });
+  // Threads own increasing row blocks: concatenating in thread order keeps row order.
+  Pairs all = std::move(per_thread[0]);
+  for (size_t t = 1; t < per_thread.size(); ++t) {
+    const Pairs& p = per_thread[t];
+    all.idx1.insert(all.idx1.end(), p.idx1.begin(), p.idx1.end());
+    all.idx2.insert(all.idx2.end(), p.idx2.begin(), p.idx2.end());
+    all.sep_arcsec.insert(all.sep_arcsec.end(), p.sep_arcsec.begin(), p.sep_arcsec.end());
+  }
+  return all;
+}
+
+std::vector<int64_t> one_to_one(const int64_t* idx1, const int64_t* idx2, const double* sep,
+                                int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (sep[a] != sep[b]) return sep[a] < sep[b];
+    if (idx1[a] != idx1[b]) return idx1[a] < idx1[b];
+    return idx2[a] < idx2[b];
+  });
+  int64_t max1 = -1, max2 = -1;
+  for (int64_t i = 0; i < n; ++i) max1 = std::max(max1, idx1[i]), max2 = std::max(max2, idx2[i]);
+  std::vector<bool> used1(max1 + 1), used2(max2 + 1);
+  std::vector<int64_t> kept;
+  for (int64_t p : order) {
+    if (used1[idx1[p]] || used2[idx2[p]]) continue;
+    used1[idx1[p]] = used2[idx2[p]] = true;
+    kept.push_back(p);
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+}  // namespace lamfast::xmatch
