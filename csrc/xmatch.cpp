@@ -68,9 +68,12 @@ BadRow bad_in(const Points& p, int64_t begin, int64_t end) {
     if (!(ra >= -360.0 && ra <= 360.0)) return {i, BadRow::kRa};  // also NaN
     if (!(dec >= -90.0 && dec <= 90.0)) return {i, BadRow::kDec};
     if (!mo.pmra) continue;
-    if (std::isinf(mo.pmra[i])) return {i, BadRow::kPmra};
-    if (std::isinf(mo.pmdec[i])) return {i, BadRow::kPmdec};
-    if (!std::isfinite(mo.dt[i * mo.dt_stride])) return {i, BadRow::kDt};
+    const double dt = mo.dt[i * mo.dt_stride];
+    if (!std::isfinite(dt)) return {i, BadRow::kDt};
+    // A displacement beyond 1e15 mas (~8000 radians) is a unit error, and its square
+    // would overflow the normalisation. NaN (no proper motion) passes.
+    if (std::fabs(mo.pmra[i] * dt) > 1e15) return {i, BadRow::kPmra};
+    if (std::fabs(mo.pmdec[i] * dt) > 1e15) return {i, BadRow::kPmdec};
   }
   return {};
 }
@@ -127,8 +130,9 @@ void propagate(const Points& p, double* ra_out, double* dec_out, int threads) {
 // span of occupied cells per zone (only that span gets directory entries).
 void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, double h_deg) {
   h_deg_ = h_deg;
+  inv_h_ = 1.0 / h_deg;
   const int nz = std::max(1, static_cast<int>(std::ceil(180.0 / h_deg)));
-  zones_.assign(nz, Zone{1, std::numeric_limits<int64_t>::max(), -1, 0});
+  zones_.assign(nz, Zone{1, 1.0 / 360.0, std::numeric_limits<int64_t>::max(), -1, 0});
   for (int z = 0; z < nz; ++z) {
     const double lo = -90.0 + z * h_deg, hi = std::min(90.0, lo + h_deg);
     const double widest = (lo <= 0.0 && hi >= 0.0)
@@ -136,6 +140,7 @@ void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, dou
                               : std::max(std::cos(lo * kDegToRad), std::cos(hi * kDegToRad));
     const double nb = std::floor(360.0 * std::max(0.0, widest) / h_deg);
     zones_[z].nb = static_cast<int64_t>(std::clamp(nb, 1.0, 1e9));
+    zones_[z].cells_per_deg = static_cast<double>(zones_[z].nb) / 360.0;
   }
   for (int64_t i = 0; i < n; ++i) {
     Zone& z = zones_[zone_of(dec[i])];

@@ -49,7 +49,8 @@ struct BadRow {
 };
 
 // Smallest row with a non-finite or out-of-range value: ra outside [-360, 360], dec
-// outside [-90, 90], infinite pm (NaN pm is allowed: "no motion"), non-finite dt.
+// outside [-90, 90], infinite pm or |pm * dt| > 1e15 mas (NaN pm is allowed: "no
+// motion"), non-finite dt.
 BadRow find_bad_row(const Points& p, int threads);
 
 // Moves rows by their motion; ra_out in [0, 360), dec_out in [-90, 90] (degrees).
@@ -85,6 +86,7 @@ class ZoneIndex {
   };
   struct Zone {
     int64_t nb;     // RA cells around the full circle
+    double cells_per_deg;  // nb / 360
     int64_t bmin;   // first and last occupied cell (bmin > bmax: empty zone)
     int64_t bmax;
     int64_t cell0;  // index of cell bmin in cell_start_
@@ -102,17 +104,19 @@ class ZoneIndex {
                     const std::vector<double>& half_width, OnRow&& on_row) const;
 
   // Defined here so that they inline into the query loops (the library is built -fPIC).
+  // Both map NaN to 0 (never produced from valid input; no undefined cast if it is).
   int zone_of(double dec_deg) const {
-    const double z = std::floor((dec_deg + 90.0) / h_deg_);
-    return static_cast<int>(std::clamp(z, 0.0, static_cast<double>(zones_.size()) - 1.0));
+    const double z = std::floor((dec_deg + 90.0) * inv_h_);
+    const double last = static_cast<double>(zones_.size()) - 1.0;
+    return z > 0.0 ? static_cast<int>(std::min(z, last)) : 0;
   }
   static int64_t cell_of(const Zone& z, double ra_wrapped_deg) {
-    const int64_t b = static_cast<int64_t>(ra_wrapped_deg * (static_cast<double>(z.nb) / 360.0));
-    return std::clamp<int64_t>(b, 0, z.nb - 1);
+    const double b = std::floor(ra_wrapped_deg * z.cells_per_deg);
+    return b > 0.0 ? std::min(static_cast<int64_t>(b), z.nb - 1) : 0;
   }
   void layout_zones(const double* ra, const double* dec, int64_t n, double h_deg);
 
-  double h_deg_ = 0;
+  double h_deg_ = 0, inv_h_ = 0;
   std::vector<Zone> zones_;
   std::vector<int64_t> cell_start_;  // [n_cells + 1] first sorted row of each cell
   std::vector<Vec3> xyz_;            // [n] unit vectors in cell order

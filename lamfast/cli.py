@@ -10,6 +10,7 @@ import sys
 # module -> provides add_parser(subparsers) which sets `func` on its parser.
 COMMAND_MODULES = [
     "lamfast.demo",
+    "lamfast.xmatch_cli",
 ]
 
 
