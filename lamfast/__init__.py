@@ -6,6 +6,7 @@ from .normalization import Normalizer
 from .sampler import sample_training, sample_training_reference
 from .tokenizer import tokenize, tokenize_reference
 from .vocab import Vocab
+from . import xmatch
 
 __version__ = "0.1.0"
 

@@ -115,6 +115,28 @@ def _motion(n: int, pmra, pmdec, epoch, to_epoch: float | None, names: tuple[str
     return out[0], out[1], dt
 
 
+class _Rows(NamedTuple):
+    """Catalogue-1 rows as the C++ core takes them, and the caller's names for errors."""
+
+    ra: np.ndarray
+    dec: np.ndarray
+    pmra: np.ndarray | None
+    pmdec: np.ndarray | None
+    dt: np.ndarray | None
+    names: dict  # field -> (name the caller knows, values to quote)
+
+
+def _rows(ra, dec, pmra, pmdec, epoch, to_epoch, names: tuple[str, ...],
+          to_epoch_name: str) -> _Rows:
+    ra_name, dec_name, pmra_name, pmdec_name, epoch_name = names
+    ra, dec = _coords(ra, dec, ra_name, dec_name)
+    pmra, pmdec, dt = _motion(len(ra), pmra, pmdec, epoch, to_epoch,
+                              (pmra_name, pmdec_name, epoch_name), to_epoch_name)
+    return _Rows(ra, dec, pmra, pmdec, dt, {
+        "ra": (ra_name, ra), "dec": (dec_name, dec), "pmra": (pmra_name, pmra),
+        "pmdec": (pmdec_name, pmdec), "epoch": (epoch_name, epoch)})
+
+
 _WHY = {
     "ra": "not a finite angle in [-360, 360] degrees",
     "dec": "not a finite angle in [-90, 90] degrees",
@@ -232,35 +254,27 @@ class Index:
             names the row), infinite proper motions, a radius outside [0, 648000], an
             unknown mode, or proper motions without both epochs.
         """
-        ra, dec = _coords(ra, dec, "ra", "dec")
         radius = _radius(radius_arcsec)
         k = _mode_k(mode, k)
         if not isinstance(row_offset, (int, np.integer)) or row_offset < 0:
             raise ValueError(f"row_offset must be a non-negative int, got {row_offset!r}")
-        names = {"ra": ("ra", ra), "dec": ("dec", dec), "pmra": ("pmra", pmra),
-                 "pmdec": ("pmdec", pmdec), "epoch": ("epoch", epoch)}
-        return self._query(ra, dec, radius, mode, k, pmra, pmdec, epoch, int(row_offset),
-                           resolve_threads(threads), names)
+        rows = _rows(ra, dec, pmra, pmdec, epoch, self.epoch,
+                     ("ra", "dec", "pmra", "pmdec", "epoch"), "the index's epoch")
+        return self._query(rows, radius, mode, k, int(row_offset), resolve_threads(threads))
 
-    def _query(self, ra, dec, radius, mode, k, pmra, pmdec, epoch, row_offset, threads,
-               names) -> Match:
-        n = len(ra)
-        pmra, pmdec, dt = _motion(n, pmra, pmdec, epoch, self.epoch,
-                                  (names["pmra"][0], names["pmdec"][0], names["epoch"][0]),
-                                  "the index's epoch")
-        names = {**names, "pmra": (names["pmra"][0], pmra), "pmdec": (names["pmdec"][0], pmdec)}
+    def _query(self, rows: _Rows, radius: float, mode: str, k: int, row_offset: int,
+               threads: int) -> Match:
         radius_rad = radius / _ARCSEC_PER_RAD
+        args = (self._index, rows.ra, rows.dec, rows.pmra, rows.pmdec, rows.dt, radius_rad)
         if mode == "nearest":
-            out = _core.xmatch_nearest(self._index, ra, dec, pmra, pmdec, dt, radius_rad, k,
-                                       threads)
+            out = _core.xmatch_nearest(*args, k, threads)
             if out[0] is not None:
-                _raise_bad_row(out[0], names)
-            idx1 = np.arange(row_offset, row_offset + n, dtype=np.int64)
+                _raise_bad_row(out[0], rows.names)
+            idx1 = np.arange(row_offset, row_offset + len(rows.ra), dtype=np.int64)
             return Match(np.repeat(idx1, k) if k > 1 else idx1, out[1], out[2])
-        out = _core.xmatch_all(self._index, ra, dec, pmra, pmdec, dt, radius_rad, row_offset,
-                               threads)
+        out = _core.xmatch_all(*args, row_offset, threads)
         if out[0] is not None:
-            _raise_bad_row(out[0], names)
+            _raise_bad_row(out[0], rows.names)
         pairs = Match(*out[1:])
         return one_to_one(pairs) if mode == "best" else pairs
 
@@ -350,18 +364,15 @@ def match(ra1, dec1, ra2, dec2, radius_arcsec: float, *, mode: str = "nearest", 
     >>> m = match(gaia_ra, gaia_dec, tmass_ra, tmass_dec, 1.0, mode="best",
     ...           pmra1=gaia_pmra, pmdec1=gaia_pmdec, epoch1=2016.0, epoch2=2000.0)
     """
-    ra1, dec1 = _coords(ra1, dec1, "ra1", "dec1")
-    ra2, dec2 = _coords(ra2, dec2, "ra2", "dec2")
     radius = _radius(radius_arcsec)
     k = _mode_k(mode, k)
     threads = resolve_threads(threads)
     epoch2 = _epoch_scalar(epoch2, "epoch2")
-    _motion(len(ra1), pmra1, pmdec1, epoch1, epoch2, ("pmra1", "pmdec1", "epoch1"), "epoch2")
-    index = Index.__new__(Index)
+    rows = _rows(ra1, dec1, pmra1, pmdec1, epoch1, epoch2,
+                 ("ra1", "dec1", "pmra1", "pmdec1", "epoch1"), "epoch2")
+    index = Index.__new__(Index)  # Index(...) with catalogue 2's names in its errors
     index._build(ra2, dec2, epoch2, None, threads, ("ra2", "dec2", "epoch2"))
-    names = {"ra": ("ra1", ra1), "dec": ("dec1", dec1), "pmra": ("pmra1", pmra1),
-             "pmdec": ("pmdec1", pmdec1), "epoch": ("epoch1", epoch1)}
-    return index._query(ra1, dec1, radius, mode, k, pmra1, pmdec1, epoch1, 0, threads, names)
+    return index._query(rows, radius, mode, k, 0, threads)
 
 
 def propagate(ra, dec, pmra, pmdec, epoch_from, epoch_to, *,

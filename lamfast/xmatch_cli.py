@@ -95,19 +95,20 @@ def _epoch(value: str | None, table: dict[str, np.ndarray], name: str):
 def run(args) -> int:
     from .xmatch import match
 
+    if bool(args.pmra1) != bool(args.pmdec1):
+        raise ValueError("--pmra1 and --pmdec1 go together")
     cols1 = [args.ra1, args.dec1]
     if args.pmra1:
         cols1 += [args.pmra1, args.pmdec1]
-    epoch1_is_column = args.epoch1 is not None and not _is_number(args.epoch1)
-    if epoch1_is_column:
-        cols1.append(args.epoch1)
+    if args.epoch1 is not None and not _is_number(args.epoch1):
+        cols1.append(args.epoch1)  # per-row epochs
     t1 = read_columns(args.table1, cols1)
     t2 = read_columns(args.table2, [args.ra2, args.dec2])
     t0 = time.perf_counter()
     pairs = match(t1[args.ra1], t1[args.dec1], t2[args.ra2], t2[args.dec2], args.radius,
                   mode=args.mode, k=args.k,
-                  pmra1=t1.get(args.pmra1) if args.pmra1 else None,
-                  pmdec1=t1.get(args.pmdec1) if args.pmra1 else None,
+                  pmra1=t1[args.pmra1] if args.pmra1 else None,
+                  pmdec1=t1[args.pmdec1] if args.pmra1 else None,
                   epoch1=_epoch(args.epoch1, t1, "--epoch1"),
                   epoch2=args.epoch2,
                   threads=args.threads)
@@ -145,10 +146,4 @@ def add_parser(sub) -> None:
     p.add_argument("--epoch1", help="epoch of table 1 (Julian years) or a column name")
     p.add_argument("--epoch2", type=float, help="epoch of table 2 (Julian years)")
     p.add_argument("--threads", type=int, default=None)
-    p.set_defaults(func=_checked_run)
-
-
-def _checked_run(args) -> int:
-    if bool(args.pmra1) != bool(args.pmdec1):
-        raise ValueError("--pmra1 and --pmdec1 go together")
-    return run(args)
+    p.set_defaults(func=run)

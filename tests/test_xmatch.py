@@ -117,6 +117,17 @@ def test_ties_go_to_the_smaller_row(rng):
     assert_same(best, match_reference(ra2, dec2, ra2, dec2, 0.0, mode="best"))
 
 
+@pytest.mark.parametrize("radius_deg", [89.0, 91.0, 179.0, 180.0])
+def test_radius_up_to_half_the_sky(radius_deg, rng):
+    ra1, dec1 = random_sky(rng, 40)
+    ra2, dec2 = random_sky(rng, 60)
+    for mode, k in [("all", 1), ("nearest", 7)]:
+        got = match(ra1, dec1, ra2, dec2, radius_deg * 3600, mode=mode, k=k)
+        assert_same(got, match_reference(ra1, dec1, ra2, dec2, radius_deg * 3600, mode=mode, k=k))
+    if radius_deg == 180.0:
+        assert len(got.idx1) == 40 * 7 and (got.idx2 >= 0).all()
+
+
 def test_tiny_separations_are_exact():
     ra0, dec0 = 150.0, 2.0
     offsets_mas = np.array([0.01, 0.1, 1.0, 10.0, 1000.0])
@@ -328,19 +339,20 @@ def test_cli_on_parquet_and_csv(tmp_path, rng, capsys):
 
     ra1, dec1, ra2, dec2, radius = scenario("ra_wrap", rng)
     pm = rng.normal(0, 5, (2, len(ra1)))
-    pq.write_table(pa.table({"RA_ICRS": ra1, "DE_ICRS": dec1, "pmra": pm[0], "pmdec": pm[1]}),
-                   tmp_path / "a.parquet")
+    epoch = rng.uniform(2015, 2017, len(ra1))
+    pq.write_table(pa.table({"RA_ICRS": ra1, "DE_ICRS": dec1, "pmra": pm[0], "pmdec": pm[1],
+                             "ref_epoch": epoch}), tmp_path / "a.parquet")
     Table({"ra": ra2, "dec": dec2}).write(tmp_path / "b.csv", format="ascii.csv")
     out = tmp_path / "pairs.parquet"
     argv = ["xmatch", str(tmp_path / "a.parquet"), str(tmp_path / "b.csv"), "--radius",
             str(radius), "--mode", "best", "--out", str(out), "--ra1", "RA_ICRS", "--dec1",
-            "DE_ICRS", "--pmra1", "pmra", "--pmdec1", "pmdec", "--epoch1", "2016",
+            "DE_ICRS", "--pmra1", "pmra", "--pmdec1", "pmdec", "--epoch1", "ref_epoch",
             "--epoch2", "2000"]
     assert cli.main(argv) == 0
     assert "best:" in capsys.readouterr().out
     table = pq.read_table(out)
     want = match(ra1, dec1, ra2, dec2, radius, mode="best", pmra1=pm[0], pmdec1=pm[1],
-                 epoch1=2016.0, epoch2=2000.0)
+                 epoch1=epoch, epoch2=2000.0)
     assert len(want.idx1) > 20
     np.testing.assert_array_equal(table["idx1"].to_numpy(), want.idx1)
     np.testing.assert_array_equal(table["idx2"].to_numpy(), want.idx2)
