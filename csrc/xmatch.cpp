@@ -22,7 +22,7 @@ constexpr int64_t kRowsPerThread = 2048;        // below this a thread costs mor
 constexpr double kMarginDeg = 1e-9;
 // Automatic zone height: about this many catalogue-2 rows per cell, never below 1"
 // (so that a 1" query touches few zones even on a dense clump) nor above 10 degrees.
-constexpr double kRowsPerCell = 2.0;
+constexpr double kRowsPerCell = 1.0;  // measured: 0.5-1 beat 2-4 (fewer candidates per query)
 constexpr double kMinHeightDeg = 1.0 / 3600.0;
 constexpr double kMaxHeightDeg = 10.0;
 
@@ -37,11 +37,20 @@ struct Moved {
   double dec;      // degrees
 };
 
+// The one formula for unit vectors (index rows and query rows alike, so that equal
+// positions give a chord of exactly 0).
+inline void unit_vector(double ra_deg, double dec_deg, double& x, double& y, double& z) {
+  const double ra = ra_deg * kDegToRad, dec = dec_deg * kDegToRad;
+  const double cd = std::cos(dec);
+  x = cd * std::cos(ra);
+  y = cd * std::sin(ra);
+  z = std::sin(dec);
+}
+
 // Row i of p as a unit vector at the target epoch (see Motion).
 inline Moved move_row(const Points& p, int64_t i) {
-  const double ra = p.ra[i] * kDegToRad, dec = p.dec[i] * kDegToRad;
-  const double sa = std::sin(ra), ca = std::cos(ra), sd = std::sin(dec), cd = std::cos(dec);
-  Moved m{cd * ca, cd * sa, sd, wrap_ra(p.ra[i]), p.dec[i]};
+  Moved m{0, 0, 0, wrap_ra(p.ra[i]), p.dec[i]};
+  unit_vector(p.ra[i], p.dec[i], m.x, m.y, m.z);
   if (!p.motion.pmra) return m;
   const double pa = p.motion.pmra[i], pd = p.motion.pmdec[i];
   if (std::isnan(pa) || std::isnan(pd)) return m;
@@ -49,6 +58,8 @@ inline Moved move_row(const Points& p, int64_t i) {
   const double ve = pa * t, vn = pd * t;  // tangent-plane displacement (radians)
   if (ve == 0.0 && vn == 0.0) return m;
   // east = (-sin ra, cos ra, 0), north = (-sin dec cos ra, -sin dec sin ra, cos dec)
+  const double ra = p.ra[i] * kDegToRad, dec = p.dec[i] * kDegToRad;
+  const double sa = std::sin(ra), ca = std::cos(ra), sd = std::sin(dec), cd = std::cos(dec);
   const double x = m.x - sa * ve - sd * ca * vn;
   const double y = m.y + ca * ve - sd * sa * vn;
   const double z = m.z + cd * vn;
@@ -128,7 +139,8 @@ void propagate(const Points& p, double* ra_out, double* dec_out, int threads) {
 
 // Zones of height h_deg, each with cells at least h_deg wide at its widest edge, and the
 // span of occupied cells per zone (only that span gets directory entries).
-void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, double h_deg) {
+void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, double h_deg,
+                             int threads) {
   h_deg_ = h_deg;
   inv_h_ = 1.0 / h_deg;
   const int nz = std::max(1, static_cast<int>(std::ceil(180.0 / h_deg)));
@@ -142,12 +154,24 @@ void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, dou
     zones_[z].nb = static_cast<int64_t>(std::clamp(nb, 1.0, 1e9));
     zones_[z].cells_per_deg = static_cast<double>(zones_[z].nb) / 360.0;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    Zone& z = zones_[zone_of(dec[i])];
-    const int64_t b = cell_of(z, wrap_ra(ra[i]));
-    z.bmin = std::min(z.bmin, b);
-    z.bmax = std::max(z.bmax, b);
-  }
+  // Occupied cell span per zone: per-thread spans, merged.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> span(
+      std::max(1, threads), std::vector<std::pair<int64_t, int64_t>>(
+                                nz, {std::numeric_limits<int64_t>::max(), -1}));
+  parallel_for(n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int t) {
+    auto& mine = span[t];
+    for (int64_t i = b; i < e; ++i) {
+      const int zi = zone_of(dec[i]);
+      const int64_t c = cell_of(zones_[zi], wrap_ra(ra[i]));
+      mine[zi].first = std::min(mine[zi].first, c);
+      mine[zi].second = std::max(mine[zi].second, c);
+    }
+  });
+  for (const auto& mine : span)
+    for (int zi = 0; zi < nz; ++zi) {
+      zones_[zi].bmin = std::min(zones_[zi].bmin, mine[zi].first);
+      zones_[zi].bmax = std::max(zones_[zi].bmax, mine[zi].second);
+    }
   int64_t cells = 0;
   for (Zone& z : zones_) {
     if (z.bmin > z.bmax) z.bmin = 1, z.bmax = 0;  // empty zone: no cells
@@ -160,7 +184,7 @@ void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, dou
 ZoneIndex::ZoneIndex(const double* ra, const double* dec, int64_t n, double zone_height_deg,
                      int threads) {
   if (zone_height_deg > 0) {
-    layout_zones(ra, dec, n, std::max(zone_height_deg, 1e-7));
+    layout_zones(ra, dec, n, std::max(zone_height_deg, 1e-7), threads);
   } else {
     // First guess from the whole sky, then rescale to the area actually occupied (a
     // small field gets smaller cells); grow again if the directory gets too large
@@ -168,41 +192,46 @@ ZoneIndex::ZoneIndex(const double* ra, const double* dec, int64_t n, double zone
     const double target = std::max(1.0, n / kRowsPerCell);
     auto clamp_h = [](double h) { return std::clamp(h, kMinHeightDeg, kMaxHeightDeg); };
     double h = clamp_h(std::sqrt(kSkyDeg2 / target));
-    layout_zones(ra, dec, n, h);
+    layout_zones(ra, dec, n, h, threads);
     h = clamp_h(h * std::sqrt(std::max<double>(1.0, n_cells()) / target));
-    layout_zones(ra, dec, n, h);
+    layout_zones(ra, dec, n, h, threads);
     while (n_cells() > 4 * target + 64 && h < kMaxHeightDeg) {
       h = clamp_h(h * 1.25);
-      layout_zones(ra, dec, n, h);
+      layout_zones(ra, dec, n, h, threads);
     }
   }
   // Counting sort of the rows by cell (stable: rows of a cell keep catalogue order).
+  // Cells and unit vectors are computed in catalogue order (parallel, sequential reads);
+  // only the scatter writes at random.
   std::vector<int64_t> cell(n);
+  std::vector<Row> rows(n);
   parallel_for(n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
       const Zone& z = zones_[zone_of(dec[i])];
       cell[i] = z.cell0 + cell_of(z, wrap_ra(ra[i])) - z.bmin;
+      unit_vector(ra[i], dec[i], rows[i].x, rows[i].y, rows[i].z);
+      rows[i].dec = dec[i];
     }
   });
   for (int64_t i = 0; i < n; ++i) ++cell_start_[cell[i] + 1];
   std::partial_sum(cell_start_.begin(), cell_start_.end(), cell_start_.begin());
   std::vector<int64_t> next(cell_start_.begin(), cell_start_.end() - 1);
   ids_.resize(n);
-  for (int64_t i = 0; i < n; ++i) ids_[next[cell[i]]++] = i;
-  xyz_.resize(n);
-  parallel_for(n, threads, kRowsPerThread, [&](int64_t b, int64_t e, int) {
-    for (int64_t p = b; p < e; ++p) {
-      const double r = ra[ids_[p]] * kDegToRad, d = dec[ids_[p]] * kDegToRad;
-      xyz_[p] = {std::cos(d) * std::cos(r), std::cos(d) * std::sin(r), std::sin(d)};
-    }
-  });
+  rows_.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t p = next[cell[i]]++;
+    ids_[p] = i;
+    rows_[p] = rows[i];
+  }
 }
 
 // ---------------------------------------------------------------------------------
 // Queries
 
 struct ZoneIndex::Window {
-  Moved at;
+  double ra, dec;     // degrees at the index's epoch, ra in [0, 360)
+  double x, y, z;     // unit vector, once has_xyz: without proper motions it is made
+  bool has_xyz;       // on first need (most rows of a sparse match never need it)
   int z0, z1;         // zones that the search cap touches
   double half_width;  // RA half-width of the cap (degrees); >= 180: whole zones
 };
@@ -228,11 +257,30 @@ std::vector<double> ZoneIndex::ra_half_widths(double radius_rad) const {
 ZoneIndex::Window ZoneIndex::window(const Points& q, int64_t i, double r_deg,
                                     const std::vector<double>& half_width) const {
   Window w;
-  w.at = move_row(q, i);
-  w.z0 = zone_of(w.at.dec - r_deg);
-  w.z1 = zone_of(w.at.dec + r_deg);
-  w.half_width = half_width[zone_of(w.at.dec)];
+  if (q.motion.pmra) {
+    const Moved m = move_row(q, i);
+    w.ra = m.ra, w.dec = m.dec, w.x = m.x, w.y = m.y, w.z = m.z, w.has_xyz = true;
+  } else {
+    w.ra = wrap_ra(q.ra[i]), w.dec = q.dec[i], w.has_xyz = false;
+  }
+  w.z0 = zone_of(w.dec - r_deg);
+  w.z1 = zone_of(w.dec + r_deg);
+  w.half_width = half_width[zone_of(w.dec)];
   return w;
+}
+
+// Chord^2 between query row i (window w) and sorted index row p, or +inf when their
+// declinations already differ by more than r_deg (no trigonometry needed for that).
+inline double ZoneIndex::chord2(const Points& q, int64_t i, Window& w, int64_t p,
+                                double r_deg) const {
+  const Row& r = rows_[p];
+  if (std::fabs(r.dec - w.dec) > r_deg) return std::numeric_limits<double>::infinity();
+  if (!w.has_xyz) {
+    unit_vector(q.ra[i], q.dec[i], w.x, w.y, w.z);
+    w.has_xyz = true;
+  }
+  const double dx = w.x - r.x, dy = w.y - r.y, dz = w.z - r.z;
+  return dx * dx + dy * dy + dz * dz;
 }
 
 template <class Visit>
@@ -251,7 +299,7 @@ void ZoneIndex::for_each_candidate(const Window& w, Visit&& visit) const {
       scan(z, z.bmin, z.bmax);
       continue;
     }
-    const double lo = w.at.ra - w.half_width, hi = w.at.ra + w.half_width;
+    const double lo = w.ra - w.half_width, hi = w.ra + w.half_width;
     if (lo >= 0.0 && hi < 360.0) {
       scan(z, cell_of(z, lo), cell_of(z, hi));
       continue;
@@ -281,14 +329,14 @@ void ZoneIndex::for_each_row(const Points& q, int64_t begin, int64_t end, double
   auto locate = [&](int64_t i) {
     const int64_t s = i % kRing;
     w[s] = window(q, i, r_deg, half_width);
-    const Zone& z = zones_[zone_of(w[s].at.dec)];
-    const int64_t c = cell_of(z, w[s].at.ra);
+    const Zone& z = zones_[zone_of(w[s].dec)];
+    const int64_t c = cell_of(z, w[s].ra);
     home[s] = (c >= z.bmin && c <= z.bmax) ? z.cell0 + c - z.bmin : -1;
     if (home[s] >= 0) prefetch(&cell_start_[home[s]]);
   };
   auto fetch_rows = [&](int64_t i) {
     const int64_t s = i % kRing;
-    if (home[s] >= 0) prefetch(xyz_.data() + cell_start_[home[s]]);
+    if (home[s] >= 0) prefetch(rows_.data() + cell_start_[home[s]]);
   };
   for (int64_t i = begin; i < std::min(end, begin + kAhead); ++i) locate(i);
   for (int64_t i = begin; i < std::min(end, begin + kAhead / 2); ++i) fetch_rows(i);
@@ -305,11 +353,10 @@ void ZoneIndex::nearest(const Points& q, double radius_rad, int k, int64_t* idx2
   const std::vector<double> half = ra_half_widths(radius_rad);
   parallel_for(q.n, threads, kRowsPerThread, [&](int64_t begin, int64_t end, int) {
     std::vector<Hit> best(k);  // sorted, first `found` valid
-    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, const Window& w) {
+    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, Window& w) {
       int found = 0;
       for_each_candidate(w, [&](int64_t p) {
-        const double dx = w.at.x - xyz_[p].x, dy = w.at.y - xyz_[p].y, dz = w.at.z - xyz_[p].z;
-        const double d2 = dx * dx + dy * dy + dz * dz;
+        const double d2 = chord2(q, i, w, p, r_deg);
         if (!(d2 <= c2)) return;
         const Hit h{d2, ids_[p]};
         if (found == k && !(h < best[k - 1])) return;
@@ -334,11 +381,10 @@ ZoneIndex::Pairs ZoneIndex::all(const Points& q, double radius_rad, int64_t idx1
   parallel_for(q.n, threads, kRowsPerThread, [&](int64_t begin, int64_t end, int t) {
     Pairs& out = per_thread[t];
     std::vector<Hit> hits;
-    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, const Window& w) {
+    for_each_row(q, begin, end, r_deg, half, [&](int64_t i, Window& w) {
       hits.clear();
       for_each_candidate(w, [&](int64_t p) {
-        const double dx = w.at.x - xyz_[p].x, dy = w.at.y - xyz_[p].y, dz = w.at.z - xyz_[p].z;
-        const double d2 = dx * dx + dy * dy + dz * dz;
+        const double d2 = chord2(q, i, w, p, r_deg);
         if (d2 <= c2) hits.push_back({d2, ids_[p]});
       });
       std::sort(hits.begin(), hits.end());

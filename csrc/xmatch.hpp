@@ -58,7 +58,7 @@ void propagate(const Points& p, double* ra_out, double* dec_out, int threads);
 
 class ZoneIndex {
  public:
-  // zone_height_deg <= 0 picks one from the catalogue's density (about two rows per
+  // zone_height_deg <= 0 picks one from the catalogue's density (about one row per
   // cell over the area it occupies). Coordinates must pass find_bad_row.
   ZoneIndex(const double* ra, const double* dec, int64_t n, double zone_height_deg,
             int threads);
@@ -81,8 +81,9 @@ class ZoneIndex {
   Pairs all(const Points& q, double radius_rad, int64_t idx1_offset, int threads) const;
 
  private:
-  struct Vec3 {
-    double x, y, z;
+  struct Row {
+    double x, y, z;  // unit vector
+    double dec;      // degrees: a cheap first test before the chord
   };
   struct Zone {
     int64_t nb;     // RA cells around the full circle
@@ -97,6 +98,7 @@ class ZoneIndex {
   void for_each_candidate(const Window& w, Visit&& visit) const;
   Window window(const Points& q, int64_t i, double r_deg,
                 const std::vector<double>& half_width) const;
+  double chord2(const Points& q, int64_t i, Window& w, int64_t p, double r_deg) const;
   std::vector<double> ra_half_widths(double radius_rad) const;
 
   template <class OnRow>
@@ -114,12 +116,13 @@ class ZoneIndex {
     const double b = std::floor(ra_wrapped_deg * z.cells_per_deg);
     return b > 0.0 ? std::min(static_cast<int64_t>(b), z.nb - 1) : 0;
   }
-  void layout_zones(const double* ra, const double* dec, int64_t n, double h_deg);
+  void layout_zones(const double* ra, const double* dec, int64_t n, double h_deg,
+                    int threads);
 
   double h_deg_ = 0, inv_h_ = 0;
   std::vector<Zone> zones_;
   std::vector<int64_t> cell_start_;  // [n_cells + 1] first sorted row of each cell
-  std::vector<Vec3> xyz_;            // [n] unit vectors in cell order
+  std::vector<Row> rows_;            // [n] rows in cell order
   std::vector<int64_t> ids_;         // [n] catalogue-2 row of each sorted row
 };
 

@@ -1,12 +1,12 @@
 """lamfast: a fast Large Astronomy Model (Leung & Bovy 2024) for whole sky surveys."""
 
+from . import xmatch
 from ._threads import get_num_threads, set_num_threads
 from .batch import Batch, TrainingBatch
 from .normalization import Normalizer
 from .sampler import sample_training, sample_training_reference
 from .tokenizer import tokenize, tokenize_reference
 from .vocab import Vocab
-from . import xmatch
 
 __version__ = "0.1.0"
 

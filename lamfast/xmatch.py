@@ -172,14 +172,14 @@ class Index:
         motions are moved to it.
     zone_height_arcsec : float, optional
         Height of the declination zones (RA cells are about as wide). Default: chosen
-        from the catalogue so that a cell holds about two rows over the area the
+        from the catalogue so that a cell holds about one row over the area the
         catalogue occupies, at least 1 arcsec.
     threads : int, optional
         C++ threads for the build (default :func:`lamfast.get_num_threads`).
 
     Notes
     -----
-    Memory: about 32 bytes per row (unit vector + row number) plus 8 bytes per cell;
+    Memory: about 48 bytes per row (unit vector, declination, row number, directory);
     the input arrays are not kept.
     """
 
