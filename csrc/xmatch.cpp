@@ -20,8 +20,9 @@ constexpr int64_t kRowsPerThread = 2048;        // below this a thread costs mor
 // Candidate windows are widened by this much (degrees) so that rounding in the zone
 // and cell arithmetic can never drop a pair; the chord test then decides exactly.
 constexpr double kMarginDeg = 1e-9;
-// Automatic zone height: about this many catalogue-2 rows per cell, never below 1"
-// (so that a 1" query touches few zones even on a dense clump) nor above 10 degrees.
+// Automatic zone height: about this many catalogue-2 rows per cell. Any height stays
+// within [1", 10 deg]: a 1" query then touches few zones even on a dense clump, and the
+// zone table (one entry per zone over all declinations) stays small.
 constexpr double kRowsPerCell = 1.0;  // measured: 0.5-1 beat 2-4 (fewer candidates per query)
 constexpr double kMinHeightDeg = 1.0 / 3600.0;
 constexpr double kMaxHeightDeg = 10.0;
@@ -184,7 +185,7 @@ void ZoneIndex::layout_zones(const double* ra, const double* dec, int64_t n, dou
 ZoneIndex::ZoneIndex(const double* ra, const double* dec, int64_t n, double zone_height_deg,
                      int threads) {
   if (zone_height_deg > 0) {
-    layout_zones(ra, dec, n, std::max(zone_height_deg, 1e-7), threads);
+    layout_zones(ra, dec, n, std::clamp(zone_height_deg, kMinHeightDeg, kMaxHeightDeg), threads);
   } else {
     // First guess from the whole sky, then rescale to the area actually occupied (a
     // small field gets smaller cells); grow again if the directory gets too large

@@ -59,7 +59,8 @@ void propagate(const Points& p, double* ra_out, double* dec_out, int threads);
 class ZoneIndex {
  public:
   // zone_height_deg <= 0 picks one from the catalogue's density (about one row per
-  // cell over the area it occupies). Coordinates must pass find_bad_row.
+  // cell over the area it occupies); any height is kept within [1 arcsec, 10 deg].
+  // Coordinates must pass find_bad_row.
   ZoneIndex(const double* ra, const double* dec, int64_t n, double zone_height_deg,
             int threads);
 
@@ -86,11 +87,10 @@ class ZoneIndex {
     double dec;      // degrees: a cheap first test before the chord
   };
   struct Zone {
-    int64_t nb;     // RA cells around the full circle
+    int64_t nb;            // RA cells around the full circle
     double cells_per_deg;  // nb / 360
-    int64_t bmin;   // first and last occupied cell (bmin > bmax: empty zone)
-    int64_t bmax;
-    int64_t cell0;  // index of cell bmin in cell_start_
+    int64_t bmin, bmax;    // first and last occupied cell (bmin > bmax: empty zone)
+    int64_t cell0;         // index of cell bmin in cell_start_
   };
   struct Window;  // one query's candidate search, see xmatch.cpp
 

@@ -63,7 +63,8 @@ def _coords(ra, dec, ra_name: str, dec_name: str) -> tuple[np.ndarray, np.ndarra
 def _radius(radius_arcsec) -> float:
     r = float(radius_arcsec)
     if not (0.0 <= r <= MAX_RADIUS_ARCSEC):
-        raise ValueError(f"radius_arcsec must be in [0, {MAX_RADIUS_ARCSEC:g}], got {radius_arcsec!r}")
+        raise ValueError(f"radius_arcsec must be in [0, {MAX_RADIUS_ARCSEC:g}], "
+                         f"got {radius_arcsec!r}")
     return r
 
 
@@ -171,9 +172,9 @@ class Index:
         Epoch of these positions in Julian years (e.g. 2000.0); query rows with proper
         motions are moved to it.
     zone_height_arcsec : float, optional
-        Height of the declination zones (RA cells are about as wide). Default: chosen
-        from the catalogue so that a cell holds about one row over the area the
-        catalogue occupies, at least 1 arcsec.
+        Height of the declination zones in [1, 36000] (RA cells are about as wide).
+        Default: chosen from the catalogue so that a cell holds about one row over the
+        area the catalogue occupies. Results never depend on it; speed does.
     threads : int, optional
         C++ threads for the build (default :func:`lamfast.get_num_threads`).
 
@@ -194,8 +195,8 @@ class Index:
         h_deg = 0.0
         if zone_height_arcsec is not None:
             h = float(zone_height_arcsec)
-            if not (0.001 <= h <= 36000.0):
-                raise ValueError("zone_height_arcsec must be in [0.001, 36000], "
+            if not (1.0 <= h <= 36000.0):
+                raise ValueError("zone_height_arcsec must be in [1, 36000], "
                                  f"got {zone_height_arcsec!r}")
             h_deg = h / 3600.0
         bad, self._index = _core.xmatch_build(ra, dec, h_deg, resolve_threads(threads))

@@ -248,13 +248,15 @@ def test_match_with_proper_motion(rng):
 
 def test_thread_count_and_chunking_do_not_matter(rng):
     ra2, dec2 = random_sky(rng, 30000)
-    ra1 = np.concatenate([ra2[:8000] + rng.normal(0, 1e-4, 8000) % 360, random_sky(rng, 9001)[0]])
-    dec1 = np.concatenate([np.clip(dec2[:8000] + rng.normal(0, 1e-4, 8000), -90, 90),
-                           random_sky(rng, 9001)[1]])
-    ra1 %= 360.0
+    near_ra = ra2[:8000] + rng.normal(0, 0.1, 8000)
+    near_dec = dec2[:8000] + rng.normal(0, 0.1, 8000)
+    far_ra, far_dec = random_sky(rng, 9001)
+    ra1 = np.concatenate([near_ra % 360.0, far_ra])  # about half the rows have neighbours
+    dec1 = np.concatenate([np.clip(near_dec, -90, 90), far_dec])
     index = Index(ra2, dec2)
     for mode, k in [("nearest", 1), ("nearest", 4), ("all", 1)]:
         base = index.query(ra1, dec1, 900.0, mode=mode, k=k, threads=1)
+        assert (base.idx2 >= 0).sum() > 5000
         for threads in (2, 3, 8):
             assert_same(index.query(ra1, dec1, 900.0, mode=mode, k=k, threads=threads), base)
         cuts = [0, 1, 2500, 2501, 11111, len(ra1)]
@@ -301,14 +303,16 @@ def bad_call(**change):
     (dict(k=2, mode="all"), "k applies to mode='nearest' only"),
     (dict(pmra1=np.zeros(5)), "pmra1 and pmdec1 go together"),
     (dict(pmra1=np.zeros(5), pmdec1=np.zeros(5), epoch1=2016.0), "need both epoch1 and epoch2"),
-    (dict(pmra1=np.zeros(4), pmdec1=np.zeros(5), epoch1=2016.0, epoch2=2000.0), "pmra1 must have shape"),
+    (dict(pmra1=np.zeros(4), pmdec1=np.zeros(5), epoch1=2016.0, epoch2=2000.0),
+     "pmra1 must have shape"),
     (dict(pmra1=np.zeros(5), pmdec1=[0, 0, np.inf, 0, 0], epoch1=2016.0, epoch2=2000.0),
      r"pmdec1\[2\] = inf"),
     (dict(pmra1=[0, 1e300, 0, 0, 0], pmdec1=np.zeros(5), epoch1=2016.0, epoch2=2000.0),
      r"pmra1\[1\] = 1e\+300 is infinite, or moves the row by over 1e15 mas"),
     (dict(pmra1=np.zeros(5), pmdec1=np.zeros(5), epoch1=[2016.0, 2016.0, np.nan, 2016.0, 2016.0],
           epoch2=2000.0), r"epoch1\[2\] = nan"),
-    (dict(pmra1=np.zeros(5), pmdec1=np.zeros(5), epoch1=np.zeros(3), epoch2=2000.0), "epoch1 must be"),
+    (dict(pmra1=np.zeros(5), pmdec1=np.zeros(5), epoch1=np.zeros(3), epoch2=2000.0),
+     "epoch1 must be"),
     (dict(epoch2=[2000.0, 2001.0]), "epoch2 must be one finite epoch"),
 ])
 def test_bad_input(change, message):
@@ -320,7 +324,7 @@ def test_index_rejects_bad_input():
     with pytest.raises(ValueError, match=r"dec\[1\] = 95.0"):
         Index([1.0, 2.0], [0.0, 95.0])
     with pytest.raises(ValueError, match="zone_height_arcsec"):
-        Index([1.0], [0.0], zone_height_arcsec=0.0)
+        Index([1.0], [0.0], zone_height_arcsec=0.5)
     index = Index([1.0], [0.0])
     with pytest.raises(ValueError, match="row_offset"):
         index.query([1.0], [0.0], 1.0, row_offset=-1)
