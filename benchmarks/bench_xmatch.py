@@ -262,7 +262,30 @@ def markdown(rows, meta) -> str:
                        f"{r['repeats']} | {r['peak_mib']:.0f} | {r['matches']:,} | "
                        f"{r['median_s'] / ref:.1f} |")
         out.append("")
+    out += goals(rows)
     return "\n".join(out)
+
+
+def goals(rows) -> list[str]:
+    """DESIGN.md section 7 goals, where this run has the rows to judge them."""
+    def t(n1, n2, prefix, case="random"):
+        found = [r["median_s"] for r in rows if (r["case"], r["n1"], r["n2"]) == (case, n1, n2)
+                 and r["candidate"].startswith(prefix) and "1 thread" not in r["candidate"]]
+        return found[0] if found else None
+
+    lam = t(1_000_000, 1_000_000, "lamfast nearest (")
+    astro = t(1_000_000, 1_000_000, "astropy match_to_catalog_sky")
+    sci = t(1_000_000, 1_000_000, "scipy cKDTree query (1 worker)")
+    big = t(10_000_000, 1_000_000, "lamfast nearest (")
+    lines = []
+    if lam and astro:
+        lines.append(f"- 1e6 x 1e6: astropy match_to_catalog_sky / lamfast = {astro / lam:.1f}x "
+                     "(goal >= 5x)")
+    if lam and sci:
+        lines.append(f"- 1e6 x 1e6: scipy cKDTree / lamfast = {sci / lam:.1f}x (goal >= 3x)")
+    if big:
+        lines.append(f"- 1e7 x 1e6: lamfast {big:.2f} s (goal < 3 s)")
+    return ["## Goals", ""] + lines + [""] if lines else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -409,21 +409,28 @@ ZoneIndex::Pairs ZoneIndex::all(const Points& q, double radius_rad, int64_t idx1
 
 std::vector<int64_t> one_to_one(const int64_t* idx1, const int64_t* idx2, const double* sep,
                                 int64_t n) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    if (sep[a] != sep[b]) return sep[a] < sep[b];
-    if (idx1[a] != idx1[b]) return idx1[a] < idx1[b];
-    return idx2[a] < idx2[b];
-  });
+  struct Pair {  // sorted by value (not through an index): far fewer cache misses
+    double sep;
+    int64_t i1, i2, pos;
+    bool operator<(const Pair& o) const {
+      if (sep != o.sep) return sep < o.sep;
+      return i1 != o.i1 ? i1 < o.i1 : i2 < o.i2;
+    }
+  };
+  std::vector<Pair> pairs(n);
   int64_t max1 = -1, max2 = -1;
-  for (int64_t i = 0; i < n; ++i) max1 = std::max(max1, idx1[i]), max2 = std::max(max2, idx2[i]);
+  for (int64_t p = 0; p < n; ++p) {
+    pairs[p] = {sep[p], idx1[p], idx2[p], p};
+    max1 = std::max(max1, idx1[p]);
+    max2 = std::max(max2, idx2[p]);
+  }
+  std::sort(pairs.begin(), pairs.end());
   std::vector<bool> used1(max1 + 1), used2(max2 + 1);
   std::vector<int64_t> kept;
-  for (int64_t p : order) {
-    if (used1[idx1[p]] || used2[idx2[p]]) continue;
-    used1[idx1[p]] = used2[idx2[p]] = true;
-    kept.push_back(p);
+  for (const Pair& p : pairs) {
+    if (used1[p.i1] || used2[p.i2]) continue;
+    used1[p.i1] = used2[p.i2] = true;
+    kept.push_back(p.pos);
   }
   std::sort(kept.begin(), kept.end());
   return kept;
