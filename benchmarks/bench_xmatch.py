@@ -236,6 +236,7 @@ def stamp() -> dict:
     return {"device": device()[0], "lamfast": lamfast.__version__, "numpy": np.__version__,
             "scipy": scipy.__version__, "astropy": astropy_version,
             "python": platform.python_version(), "commit": commit,
+            "load_avg_1min": f"{os.getloadavg()[0]:.1f}",  # > cores: a shared, noisy machine
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
