@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <tuple>
@@ -13,6 +14,7 @@
 #include "sampler.hpp"
 #include "tokenizer.hpp"
 #include "xp_text.hpp"
+#include "xmatch.hpp"
 
 namespace py = pybind11;
 using namespace lamfast;
@@ -219,9 +221,155 @@ void register_xp_text(py::module_& m) {
         "Gaia XP_CONTINUOUS text rows -> arrays. Returns (error, arrays).");
 }
 // ---- end XP archive text parser -------------------------------------------------------
+// ===== xmatch (issue 7): sky cross-match ===========================================
+namespace {
+
+namespace xm = lamfast::xmatch;
+
+// Views of the Python arrays (float64, C-contiguous, lengths checked by the wrapper).
+xm::Points xmatch_points(const Array<double>& ra, const Array<double>& dec,
+                         const std::optional<Array<double>>& pmra,
+                         const std::optional<Array<double>>& pmdec,
+                         const std::optional<Array<double>>& dt) {
+  xm::Points p{ra.data(), dec.data(), ra.shape(0), {}};
+  if (dec.shape(0) != p.n) throw std::invalid_argument("ra and dec differ in length");
+  if (pmra.has_value() != pmdec.has_value() || pmra.has_value() != dt.has_value())
+    throw std::invalid_argument("pmra, pmdec and dt go together");
+  if (pmra) {
+    if (pmra->shape(0) != p.n || pmdec->shape(0) != p.n)
+      throw std::invalid_argument("pmra/pmdec and ra differ in length");
+    if (dt->shape(0) != 1 && dt->shape(0) != p.n)
+      throw std::invalid_argument("dt must have length 1 or len(ra)");
+    p.motion = {pmra->data(), pmdec->data(), dt->data(), dt->shape(0) == 1 ? 0 : 1};
+  }
+  return p;
+}
+
+// None, or (row, field name) of the first bad input row.
+py::object xmatch_bad(const xm::Points& p, int threads) {
+  xm::BadRow b;
+  {
+    py::gil_scoped_release release;
+    b = xm::find_bad_row(p, threads);
+  }
+  if (b.row < 0) return py::none();
+  static const char* names[] = {"", "ra", "dec", "pmra", "pmdec", "epoch"};
+  return py::make_tuple(b.row, names[b.what]);
+}
+
+// A numpy array that takes ownership of a std::vector (no copy).
+template <class T>
+py::array_t<T> xmatch_to_numpy(std::vector<T>&& v) {
+  auto* owned = new std::vector<T>(std::move(v));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(static_cast<py::ssize_t>(owned->size()), owned->data(), free_when_done);
+}
+
+py::tuple xmatch_build(const Array<double>& ra, const Array<double>& dec,
+                       double zone_height_deg, int threads) {
+  const xm::Points p = xmatch_points(ra, dec, {}, {}, {});
+  py::object bad = xmatch_bad(p, threads);
+  if (!bad.is_none()) return py::make_tuple(bad, py::none());
+  std::unique_ptr<xm::ZoneIndex> index;
+  {
+    py::gil_scoped_release release;
+    index = std::make_unique<xm::ZoneIndex>(p.ra, p.dec, p.n, zone_height_deg, threads);
+  }
+  return py::make_tuple(py::none(), py::cast(std::move(index)));
+}
+
+py::tuple xmatch_nearest(const xm::ZoneIndex& index, const Array<double>& ra,
+                         const Array<double>& dec, const std::optional<Array<double>>& pmra,
+                         const std::optional<Array<double>>& pmdec,
+                         const std::optional<Array<double>>& dt, double radius_rad, int k,
+                         int threads) {
+  if (k < 1) throw std::invalid_argument("k must be >= 1");
+  const xm::Points p = xmatch_points(ra, dec, pmra, pmdec, dt);
+  py::object bad = xmatch_bad(p, threads);
+  if (!bad.is_none()) return py::make_tuple(bad);
+  Array<int64_t> idx2(p.n * k);
+  Array<double> sep(p.n * k);
+  {
+    py::gil_scoped_release release;
+    index.nearest(p, radius_rad, k, idx2.mutable_data(), sep.mutable_data(), threads);
+  }
+  return py::make_tuple(py::none(), idx2, sep);
+}
+
+py::tuple xmatch_all(const xm::ZoneIndex& index, const Array<double>& ra,
+                     const Array<double>& dec, const std::optional<Array<double>>& pmra,
+                     const std::optional<Array<double>>& pmdec,
+                     const std::optional<Array<double>>& dt, double radius_rad,
+                     int64_t idx1_offset, int threads) {
+  const xm::Points p = xmatch_points(ra, dec, pmra, pmdec, dt);
+  py::object bad = xmatch_bad(p, threads);
+  if (!bad.is_none()) return py::make_tuple(bad);
+  xm::ZoneIndex::Pairs pairs;
+  {
+    py::gil_scoped_release release;
+    pairs = index.all(p, radius_rad, idx1_offset, threads);
+  }
+  return py::make_tuple(py::none(), xmatch_to_numpy(std::move(pairs.idx1)),
+                        xmatch_to_numpy(std::move(pairs.idx2)),
+                        xmatch_to_numpy(std::move(pairs.sep_arcsec)));
+}
+
+py::tuple xmatch_propagate(const Array<double>& ra, const Array<double>& dec,
+                           const Array<double>& pmra, const Array<double>& pmdec,
+                           const Array<double>& dt, int threads) {
+  const xm::Points p = xmatch_points(ra, dec, pmra, pmdec, dt);
+  py::object bad = xmatch_bad(p, threads);
+  if (!bad.is_none()) return py::make_tuple(bad);
+  Array<double> ra_out(p.n), dec_out(p.n);
+  {
+    py::gil_scoped_release release;
+    xm::propagate(p, ra_out.mutable_data(), dec_out.mutable_data(), threads);
+  }
+  return py::make_tuple(py::none(), ra_out, dec_out);
+}
+
+Array<int64_t> xmatch_one_to_one(const Array<int64_t>& idx1, const Array<int64_t>& idx2,
+                                 const Array<double>& sep) {
+  const int64_t n = idx1.shape(0);
+  if (idx2.shape(0) != n || sep.shape(0) != n)
+    throw std::invalid_argument("idx1, idx2 and sep differ in length");
+  std::vector<int64_t> kept;
+  {
+    py::gil_scoped_release release;
+    kept = xm::one_to_one(idx1.data(), idx2.data(), sep.data(), n);
+  }
+  return xmatch_to_numpy(std::move(kept));
+}
+
+void register_xmatch(py::module_& m) {
+  py::class_<xm::ZoneIndex>(m, "XmatchIndex")
+      .def_property_readonly("size", &xm::ZoneIndex::size)
+      .def_property_readonly("zone_height_deg", &xm::ZoneIndex::zone_height_deg)
+      .def_property_readonly("n_cells", &xm::ZoneIndex::n_cells);
+  m.def("xmatch_build", &xmatch_build, py::arg("ra"), py::arg("dec"),
+        py::arg("zone_height_deg"), py::arg("threads"),
+        "Zone index of a catalogue (degrees). Returns (bad, index) with bad = (row, field) "
+        "or None.");
+  m.def("xmatch_nearest", &xmatch_nearest, py::arg("index"), py::arg("ra"), py::arg("dec"),
+        py::arg("pmra"), py::arg("pmdec"), py::arg("dt"), py::arg("radius_rad"), py::arg("k"),
+        py::arg("threads"),
+        "k nearest within radius per row: (bad, idx2 [n*k], sep_arcsec [n*k]) or (bad,).");
+  m.def("xmatch_all", &xmatch_all, py::arg("index"), py::arg("ra"), py::arg("dec"),
+        py::arg("pmra"), py::arg("pmdec"), py::arg("dt"), py::arg("radius_rad"),
+        py::arg("idx1_offset"), py::arg("threads"),
+        "All pairs within radius: (bad, idx1, idx2, sep_arcsec) or (bad,).");
+  m.def("xmatch_propagate", &xmatch_propagate, py::arg("ra"), py::arg("dec"), py::arg("pmra"),
+        py::arg("pmdec"), py::arg("dt"), py::arg("threads"),
+        "Positions moved by proper motion: (bad, ra, dec) or (bad,).");
+  m.def("xmatch_one_to_one", &xmatch_one_to_one, py::arg("idx1"), py::arg("idx2"),
+        py::arg("sep"), "Positions of the pairs kept by greedy closest-first one-to-one.");
+}
+
+}  // namespace
+// ===== end xmatch ==================================================================
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "lamfast C++ core: tokenizer, training sampler";
+  m.doc() = "lamfast C++ core: tokenizer, training sampler, XP text parser, sky cross-match";
 
   m.def("tokenize", &tokenize, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
         py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
@@ -235,4 +383,5 @@ PYBIND11_MODULE(_core, m) {
         "One epoch of the training sampler. Returns (bad, in_id, in_value, in_error, "
         "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
   register_xp_text(m);
+  register_xmatch(m);
 }

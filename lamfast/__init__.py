@@ -1,5 +1,6 @@
 """lamfast: a fast Large Astronomy Model (Leung & Bovy 2024) for whole sky surveys."""
 
+from . import xmatch
 from ._threads import get_num_threads, set_num_threads
 from .batch import Batch, TrainingBatch
 from .normalization import Normalizer
