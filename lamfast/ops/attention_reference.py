@@ -1,9 +1,10 @@
 """Plain PyTorch varlen attention: the oracle for the Triton kernel and the CPU path.
 
-Sets are gathered into padded ``[B, H, L, D]`` blocks (a bounded number of sets at a
-time), scores are computed in fp32 with an explicit mask, and the learned bias key/value
-slot of ``nn.MultiheadAttention(add_bias_kv=True)`` is appended as one extra, never
-masked key. Differentiable through ordinary autograd.
+Sets are gathered into padded ``[B, H, L, D]`` fp32 blocks (a bounded number of sets at
+a time) and go through ``F.scaled_dot_product_attention`` with a key mask; the learned
+bias key/value slot of ``nn.MultiheadAttention(add_bias_kv=True)`` is appended as one
+extra, never masked key. Differentiable through ordinary autograd. (The tests check it
+against a float64 per-set loop.)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 # Largest padded score block (sets x heads x Lq x Lk) materialised at once, so memory stays
 # bounded for 1e6 sets: 2^24 fp32 scores = 64 MiB.
@@ -30,24 +32,23 @@ def _padded_index(cu_seqlens: torch.Tensor, max_len: int):
 def _attend_chunk(q, k, v, cu_q, cu_k, max_q, max_k, bias_k, bias_v, scale):
     """Attention for the sets of one chunk; cu_q/cu_k are chunk-local (start at 0)."""
     n_heads, head_dim = q.shape[1], q.shape[2]
+    max_k = max(max_k, 1)  # room for the all-zero key of sets that have none
     iq, vq = _padded_index(cu_q, max_q)
     ik, vk = _padded_index(cu_k, max_k)
-    # A zero row appended so that gathering from an empty token list stays valid.
+    # A zero row appended: padded positions gather it, so they hold exact zeros.
     pad = lambda x: torch.cat([x.float(), x.new_zeros(1, n_heads, head_dim, dtype=torch.float32)])
     qp = pad(q)[torch.where(vq, iq, q.shape[0])].transpose(1, 2)  # [B, H, Lq, D]
     kp = pad(k)[torch.where(vk, ik, k.shape[0])].transpose(1, 2)  # [B, H, Lk, D]
-    vp = pad(v)[torch.where(vk, ik, k.shape[0])].transpose(1, 2)  # [B, H, Lk, D]
-    scores = torch.matmul(qp, kp.transpose(-1, -2)) * scale       # [B, H, Lq, Lk]
-    scores = scores.masked_fill(~vk[:, None, None, :], float("-inf"))
-    if bias_k is not None:
-        bias_score = (qp * bias_k.float()[None, :, None, :]).sum(-1, keepdim=True) * scale
-        scores = torch.cat([scores, bias_score], dim=-1)           # [B, H, Lq, Lk + 1]
-    # A set with no key and no bias slot has an all -inf row: its output is defined as 0.
-    empty = torch.isneginf(scores).all(-1, keepdim=True)
-    probs = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
-    out = torch.matmul(probs[..., :max_k], vp)                     # [B, H, Lq, D]
-    if bias_v is not None:
-        out = out + probs[..., max_k:] * bias_v.float()[None, :, None, :]
+    vp = pad(v)[torch.where(vk, ik, k.shape[0])].transpose(1, 2)
+    attend = vk.clone()                                            # [B, Lk]
+    if bias_k is None:
+        # A set with no key attends to one all-zero key/value: output and gradients are 0.
+        attend[:, 0] |= ~vk.any(1)
+    else:
+        tail = lambda b: b.float()[None, :, None, :].expand(len(kp), -1, 1, -1)
+        kp, vp = torch.cat([kp, tail(bias_k)], 2), torch.cat([vp, tail(bias_v)], 2)
+        attend = torch.cat([attend, attend.new_ones(len(attend), 1)], 1)
+    out = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attend[:, None, None, :], scale=scale)
     return out.transpose(1, 2)[vq]                                 # [Tq_chunk, H, D]
 
 

@@ -13,7 +13,8 @@ for long sequences:
   it costs one dot product per row and no extra tile;
 * head dims < 16 are zero-padded to 16 in registers (the GPU's ``tl.dot`` needs an
   inner dimension >= 16); the padding never touches memory;
-* fp32 accumulation; fp32 inputs use exact (IEEE) dots, fp16/bf16 the tensor cores.
+* fp32 accumulation; fp32 inputs use exact (IEEE) dots, fp16/bf16 the tensor cores;
+* token offsets are int64 (1e6 stars x 65 tokens x a 384-wide qkv row overflow int32).
 
 The backward pass recomputes probabilities from the saved log-sum-exp (base 2): one loop
 over key blocks gives dK, dV; one over query blocks gives dQ and the bias gradients
@@ -52,10 +53,10 @@ def _attn_fwd_kernel(
     first_set = pid * sets_per_program
     last_set = tl.minimum(first_set + sets_per_program, n_sets)
     for s in range(first_set, last_set):
-        q_bos = tl.load(CU_Q + s)
-        q_eos = tl.load(CU_Q + s + 1)
-        k_bos = tl.load(CU_K + s)
-        k_eos = tl.load(CU_K + s + 1)
+        q_bos = tl.load(CU_Q + s).to(tl.int64)
+        q_eos = tl.load(CU_Q + s + 1).to(tl.int64)
+        k_bos = tl.load(CU_K + s).to(tl.int64)
+        k_eos = tl.load(CU_K + s + 1).to(tl.int64)
         for h in range(n_heads):
             for m0 in range(q_bos, q_eos, BLOCK_M):
                 rows = m0 + offs_m
@@ -124,10 +125,10 @@ def _attn_bwd_kernel(
             bk = tl.load(BIAS_K + h * head_dim + offs_d, mask=d_ok, other=0.0).to(tl.float32)
             bv = tl.load(BIAS_V + h * head_dim + offs_d, mask=d_ok, other=0.0).to(tl.float32)
         for s in range(first_set, last_set):
-            q_bos = tl.load(CU_Q + s)
-            q_eos = tl.load(CU_Q + s + 1)
-            k_bos = tl.load(CU_K + s)
-            k_eos = tl.load(CU_K + s + 1)
+            q_bos = tl.load(CU_Q + s).to(tl.int64)
+            q_eos = tl.load(CU_Q + s + 1).to(tl.int64)
+            k_bos = tl.load(CU_K + s).to(tl.int64)
+            k_eos = tl.load(CU_K + s + 1).to(tl.int64)
             # dK, dV: key blocks outside, query blocks inside.
             for n0 in range(k_bos, k_eos, BLOCK_N):
                 cols = n0 + offs_n
@@ -234,8 +235,9 @@ def pick_config(max_seqlen_q: int, max_seqlen_k: int, head_dim: int, dtype: torc
     register spills (see `lamfast.ops.aot_check`); to be tuned on an H100.
     """
     block_n = 32 if (max_seqlen_k > 64 and not backward) else 16
-    # fp32 (exact FMA dots): ptxas otherwise caps registers for occupancy and spills a few.
-    maxnreg = 255 if dtype == torch.float32 else None
+    # fp32 (exact FMA dots) and the backward pass: ptxas otherwise caps registers for
+    # occupancy and spills a few bytes.
+    maxnreg = 255 if dtype == torch.float32 or backward else None
     return KernelConfig(16, block_n, block_d_for(head_dim), maxnreg=maxnreg)
 
 
