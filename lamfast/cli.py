@@ -11,6 +11,7 @@ import sys
 COMMAND_MODULES = [
     "lamfast.demo",
     "lamfast.data.cli",
+    "lamfast.train",
     "lamfast.xmatch_cli",
 ]
 

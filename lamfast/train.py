@@ -10,6 +10,7 @@ Checkpoints are written atomically at epoch ends; ``resume`` continues bit for b
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -55,6 +56,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+    deterministic: bool = True    # deterministic kernels: resume is then bit for bit
     # bookkeeping
     eval_every: int = 1           # epochs between validation passes
     eval_stars: int = 5000        # validation stars scored (headline inputs -> labels)
@@ -141,6 +143,9 @@ class Trainer:
         self.rank, self.world = _rank_world()
         self.out = Path(cfg.out_dir)
         torch.manual_seed(cfg.seed)
+        # Some multi-threaded CPU kernels (e.g. index_put_ with accumulation in backward)
+        # reduce in a scheduling-dependent order; resumable runs need them deterministic.
+        torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
         self.normalizer = normalizer or Normalizer.fit(train.values, train.columns)
         arch = {**PRESETS[cfg.preset].to_dict(), **cfg.model_overrides, "dropout": cfg.dropout,
                 "context_length": cfg.context, "vocab_size": len(self.normalizer.vocab)}
@@ -335,3 +340,54 @@ def train(cfg: TrainConfig, train: Catalog, val: Catalog | None = None, *,
         trainer.load_checkpoint(ckpt)
     history = trainer.fit(progress=progress)
     return trainer.model, history
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def load_splits(path: str | os.PathLike) -> tuple[Catalog, Catalog | None]:
+    """Train and validation stars of a file in the paper's HDF5 layout with a split column
+    (0 = train, 1 = validation, 2 = test), as `lamfast data build-apogee-xp` writes."""
+    from .io.paper_hdf5 import read_paper_hdf5
+
+    cat = read_paper_hdf5(path, nan_label_errors_to_zero=True)
+    if "split" not in cat.extra:
+        raise ValueError(f"{path}: no 'split' dataset; cannot tell training from validation stars")
+    split = cat.extra["split"]
+    val = cat.rows(split == 1) if np.any(split == 1) else None
+    return cat.rows(split == 0), val
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a LAM on a paper-layout HDF5 file",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("data", help="HDF5 file in the paper's layout with a split column")
+    p.add_argument("--resume", action="store_true", help="continue OUT_DIR/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "model_overrides":
+            p.add_argument(flag, type=json.loads, default={},
+                           help='JSON dict of LAMConfig fields, e.g. \'{"width": 64}\'')
+        elif f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            p.add_argument(flag, type=kind, default=f.default)
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    if "LOCAL_RANK" in os.environ and not _is_distributed():  # launched by torchrun
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+            cfg.device = f"cuda:{os.environ['LOCAL_RANK']}"
+    train_set, val_set = load_splits(args.data)
+    _, history = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress)
+    if _is_distributed():
+        torch.distributed.destroy_process_group()
+    last = history[-1] if history else {}
+    print(json.dumps({"out_dir": cfg.out_dir, **last}))
+    return 0
