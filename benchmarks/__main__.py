@@ -58,10 +58,10 @@ def main(argv=None) -> int:
         # The table this run wrote (a stale one from an earlier run would mislead).
         written = [md for md in (f / f"{result_stem(name, args.quick)}.md" for f in folders)
                    if md.exists() and md.stat().st_mtime >= started - 1]
-        if written:
-            sections.append(written[0].read_text())
-        else:
-            print(f"({name} wrote no {result_stem(name, args.quick)}.md)")
+        if not written:  # a benchmark that ran but wrote no table is a broken one
+            failed.append(f"{name} (wrote no {result_stem(name, args.quick)}.md)")
+            continue
+        sections.append(written[0].read_text())
         print(f"({name}: {time.perf_counter() - t0:.0f} s)")
     info = stamp(device)
     head = ["# lamfast benchmark summary", "",

@@ -98,6 +98,6 @@ def test_runner_summarises_this_runs_quick_tables_only(results, monkeypatch):
     assert runner.main(["--quick", "--device", "cpu"]) == 1
     assert (results / "good-quick.md").exists()
     summary = (results / "SUMMARY.md").read_text()
-    assert "mode: quick; failed: broken" in summary
+    assert "mode: quick; failed: silent (wrote no silent-quick.md), broken" in summary
     assert "## fake good (quick)" in summary
     assert "full " not in summary and "stale" not in summary
