@@ -3,8 +3,9 @@
     python -m benchmarks [--quick] [--only tokenizer xmatch ...]
 
 Each `benchmarks/bench_<name>.py` exposes `main(argv)`; it picks CPU or GPU candidates
-itself and writes results/<device>/<name>.{csv,md}. This runner concatenates the
-markdown of the run into results/<device>/SUMMARY.md.
+itself and writes results/<device>/<name>.{csv,md} (<name>-quick.* with --quick). This
+runner concatenates the markdown of the run into results/<device>/SUMMARY.md; on a GPU
+machine that includes the CPU-only benchmarks, whose tables land in the CPU's folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .common import RESULTS, device_slug, stamp
+from .common import RESULTS, device_slug, result_stem, stamp
 
 
 def available() -> list[str]:
@@ -41,10 +42,12 @@ def main(argv=None) -> int:
         except ImportError:
             device = "cpu"
     out = RESULTS / device_slug(device)
+    folders = [out, RESULTS / device_slug("cpu")]
     sections, failed = [], []
     for name in args.only or available():
         print(f"\n=== {name} ===", flush=True)
         t0 = time.perf_counter()
+        started = time.time()
         try:
             importlib.import_module(f"benchmarks.bench_{name}").main(
                 (["--quick"] if args.quick else []))
@@ -52,9 +55,13 @@ def main(argv=None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue
-        md = out / f"{name}.md"
-        if md.exists():
-            sections.append(md.read_text())
+        # The table this run wrote (a stale one from an earlier run would mislead).
+        written = [md for md in (f / f"{result_stem(name, args.quick)}.md" for f in folders)
+                   if md.exists() and md.stat().st_mtime >= started - 1]
+        if not written:  # a benchmark that ran but wrote no table is a broken one
+            failed.append(f"{name} (wrote no {result_stem(name, args.quick)}.md)")
+            continue
+        sections.append(written[0].read_text())
         print(f"({name}: {time.perf_counter() - t0:.0f} s)")
     info = stamp(device)
     head = ["# lamfast benchmark summary", "",

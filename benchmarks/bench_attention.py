@@ -25,56 +25,20 @@ time, sets/s, ratio to the best stock candidate of the same case, useful TFLOP/s
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from lamfast.ops import varlen_attention_reference
 
-from lamfast.ops import varlen_attention_reference  # noqa: E402
+from .common import device_name, write_table
 
 HEAD_SHAPES = ((16, 8), (8, 16), (4, 32))
 LENGTHS = ((5, 64), (10, 120))
-
-
-# ---- environment stamp -----------------------------------------------------------------
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
-def environment(device: torch.device) -> dict:
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = "none"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    return {"device": device_name(device), "torch": torch.__version__, "triton": triton_version,
-            "python": platform.python_version(), "commit": commit,
-            "threads": torch.get_num_threads() if device.type == "cpu" else ""}
 
 
 # ---- data ------------------------------------------------------------------------------
@@ -271,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="*", default=["fwd", "fwd+bwd"])
     p.add_argument("--flex", action="store_true", help="also FlexAttention on CPU (slow compile)")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results root folder")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
 
@@ -282,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = 3.0 if args.quick else 60.0  # per candidate and case, beyond its first run
     repeats = args.repeats or (3 if args.quick or device.type == "cpu" else 10)
     warmup = 1 if device.type == "cpu" else 3
-    env = environment(device)
-    print(f"# {env['device']} | torch {env['torch']} | triton {env['triton']} | commit {env['commit']} | {dtype}")
+    print(f"# {device_name(str(device))} | torch {torch.__version__} | {dtype}")
 
     rows = []
     for n in stars:
@@ -306,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                         _print_row(r)
                     rows += case_rows
                 del case, expected
-    _write(rows, env, device, args)
+    write_table("attention", [{c: _fmt(r, c) for c in COLUMNS} for r in rows], device=str(device),
+                title="Varlen attention: lamfast vs stock PyTorch",
+                notes=f"Command: `python -m benchmarks.bench_attention {' '.join(args.argv)}`\n\n"
+                      "Medians; `vs_best_stock` = best stock candidate's time / this candidate's time.",
+                quick=args.quick,
+                extra_stamp={"threads": torch.get_num_threads()} if device.type == "cpu" else None)
     return 0
 
 
@@ -326,30 +293,6 @@ def _print_row(r):
           f"{r['candidate']:22} {_fmt(r, 'sets_per_s'):>14} sets/s  x{_fmt(r, 'vs_best_stock'):>6}  "
           f"{_fmt(r, 'tflops'):>7} TFLOP/s  err {r.get('max_abs_err', '-')}  "
           f"{'' if r.get('status') == 'ok' else r.get('status', '')}", flush=True)
-
-
-def _write(rows, env, device, args):
-    slug = "".join(c if c.isalnum() else "-" for c in env["device"].lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    folder = Path(args.out) / f"{device.type}-{slug}"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = "bench_attention" + ("_quick" if args.quick else "")
-    stamp = " | ".join(f"{k} {v}" for k, v in env.items() if v != "")
-    with open(folder / f"{stem}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["# " + stamp])
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([_fmt(r, c) for c in COLUMNS])
-    with open(folder / f"{stem}.md", "w") as f:
-        f.write(f"# Varlen attention benchmark\n\n{stamp}\n\n"
-                f"Command: `python -m benchmarks.bench_attention {' '.join(args.argv)}`\n\n"
-                "Medians; `vs_best_stock` = best stock candidate's time / this candidate's time.\n\n")
-        f.write("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n")
-        for r in rows:
-            f.write("| " + " | ".join(_fmt(r, c) for c in COLUMNS) + " |\n")
-    print(f"wrote {folder / stem}.csv and .md")
 
 
 if __name__ == "__main__":

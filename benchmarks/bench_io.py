@@ -26,9 +26,7 @@ import csv
 import gzip
 import io
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import lamfast
+from lamfast.io import read_xp_continuous, read_xp_continuous_many
+from lamfast.io import text_table
 
-import lamfast  # noqa: E402
-from lamfast.io import read_xp_continuous, read_xp_continuous_many  # noqa: E402
-from lamfast.io import text_table  # noqa: E402
+from .common import write_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COEFFICIENT_COLUMNS = ["source_id"] + [f"{b}_{c}" for b in ("bp", "rp") for c in (
     "coefficients", "coefficient_errors", "n_relevant_bases", "standard_deviation")]
@@ -170,46 +169,12 @@ def _time(fn, repeat):
     return statistics.median(times), n
 
 
-# ---- stamping and output --------------------------------------------------------------------
-
-def device_name() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return model
-
-
-def device_slug(name: str) -> str:
-    return "cpu-" + "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def versions() -> dict:
-    import astropy
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "astropy": astropy.__version__, "lamfast": lamfast.__version__}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small file, one pass (< 1 min)")
     parser.add_argument("--rows", type=int, default=None, help="rows per file (default 5000; quick 300)")
     parser.add_argument("--threads", type=int, default=None, help="lamfast threads (default: all)")
     parser.add_argument("--repeat", type=int, default=None, help="timings per lamfast case (median)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args(argv)
     rows = args.rows or (300 if args.quick else 5000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -277,28 +242,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label:24s} {task:13s} {reader:28s} {t:8.3f} s "
                       f"{per * n_files / t:10.0f} rows/s  x{t_ref / t:6.1f}", flush=True)
 
-    device = device_name()
-    out = args.out or ROOT / "benchmarks" / "results" / device_slug(device)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = {"device": device, "commit": git_commit(), "threads": threads,
-             "cpu_cores": os.cpu_count(), "rows_from": source_note, **versions(),
-             "date": time.strftime("%Y-%m-%d %H:%M")}
-    name = "bench_io_quick" if args.quick else "bench_io"
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        f.write("# " + ", ".join(f"{k}={v}" for k, v in stamp.items()) + "\n")
-        w = csv.DictWriter(f, fieldnames=list(results[0]))
-        w.writeheader()
-        w.writerows(results)
-    with open(out / f"{name}.md", "w") as f:
-        f.write(f"# XP archive text parsing: lamfast vs astropy\n\n"
-                + "".join(f"- {k}: {v}\n" for k, v in stamp.items())
-                + "\nMedian of the lamfast timings; astropy timed once. Speedup = astropy "
-                  "time / reader time on the same file and task. Timings on a shared, "
-                  "noisy machine: read the ratios, not the absolute numbers.\n\n"
-                + "| " + " | ".join(results[0]) + " |\n"
-                + "|" + "---|" * len(results[0]) + "\n"
-                + "".join("| " + " | ".join(str(v) for v in r.values()) + " |\n" for r in results))
-    print(f"wrote {out / name}.csv and .md")
+    import astropy
+
+    write_table("io", results, title="XP archive text parsing: lamfast vs astropy",
+                notes="Median of the lamfast timings; astropy timed once. Speedup = astropy "
+                      "time / reader time on the same file and task. Timings on a shared, "
+                      "noisy machine: read the ratios, not the absolute numbers.",
+                quick=args.quick,
+                extra_stamp={"threads": threads, "cpu_cores": os.cpu_count(),
+                             "rows_from": source_note, "astropy": astropy.__version__})
     return 0
 
 

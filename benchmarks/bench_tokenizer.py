@@ -76,7 +76,8 @@ def main(argv=None) -> list[dict]:
         lamfast.set_num_threads(None)
     write_table("tokenizer", rows, title="Tokenizer and training sampler: C++ vs numpy reference",
                 notes=f"{args.stars:,} stars x 118 columns, {n_tokens:,} present cells; "
-                      "median of repeats; Mtokens/s counts present input cells.")
+                      "median of repeats; Mtokens/s counts present input cells.",
+                quick=args.quick)
     return rows
 
 

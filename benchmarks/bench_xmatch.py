@@ -16,23 +16,16 @@ numpy allocations, excludes the input arrays).
 from __future__ import annotations
 
 import argparse
-import csv
 import ctypes
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+from .common import usable_cores, write_table
 
 
 # ------------------------------------------------------------------------------------
@@ -93,7 +86,7 @@ def scipy_nearest(workers):
 
 
 def candidates() -> dict:
-    threads = _cores()
+    threads = usable_cores()
     c = {
         f"lamfast nearest ({threads} threads)": lamfast_nearest(threads),
         "lamfast nearest (1 thread)": lamfast_nearest(1),
@@ -109,13 +102,6 @@ def candidates() -> dict:
 
 # ------------------------------------------------------------------------------------
 # measurement
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _peak_rss_reset() -> bool:
@@ -180,7 +166,7 @@ def bench_case(label, n1, n2, radius, repeats, names, rng, pairs=False):
 
 def plan(quick: bool, full_astropy: bool):
     """(label, n1, n2, radius, repeats, candidate names) per case."""
-    t = _cores()
+    t = usable_cores()
     all_names = list(candidates())
     fast = [n for n in all_names if not n.startswith("astropy")]
     if quick:
@@ -199,72 +185,12 @@ def plan(quick: bool, full_astropy: bool):
 # report
 
 
-def device() -> tuple[str, str]:
-    """(human description, folder-safe slug) of this CPU."""
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    desc = f"{model}, {_cores()} cores"
-    slug = re.sub(r"[^a-z0-9]+", "-", f"cpu-{model}-{_cores()}c".lower()).strip("-")
-    return desc, slug
-
-
-def stamp() -> dict:
-    import scipy
-
-    import lamfast
-
-    try:
-        import astropy
-        astropy_version = astropy.__version__
-    except ImportError:
-        astropy_version = "absent"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        commit += "-dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"device": device()[0], "lamfast": lamfast.__version__, "numpy": np.__version__,
-            "scipy": scipy.__version__, "astropy": astropy_version,
-            "python": platform.python_version(), "commit": commit,
-            "load_avg_1min": f"{os.getloadavg()[0]:.1f}",  # > cores: a shared, noisy machine
-            "date": time.strftime("%Y-%m-%d %H:%M")}
-
-
-def markdown(rows, meta) -> str:
-    out = [f"# bench_xmatch ({meta['date']})", "",
-           ", ".join(f"{k} {v}" for k, v in meta.items() if k != "date"), "",
-           "Time: median over repeats, each from degrees to matches (index build included). "
-           "Peak: rise of peak RSS during the first call. Ratio: candidate time / lamfast "
-           "nearest (all threads) time in the same case.", ""]
-    cases = []
-    for r in rows:
-        key = (r["case"], r["n1"], r["n2"], r["radius_arcsec"])
-        if key not in cases:
-            cases.append(key)
-    for key in cases:
-        case = [r for r in rows if (r["case"], r["n1"], r["n2"], r["radius_arcsec"]) == key]
-        ref = next(r["median_s"] for r in case if r["candidate"].startswith("lamfast nearest (")
-                   and "1 thread" not in r["candidate"])
-        out += [f"## {key[0]} sky: {key[1]:,} x {key[2]:,} at {key[3]:g}\"", "",
-                "| candidate | median s | min s | repeats | peak MiB | matches | x lamfast |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
-        for r in case:
-            out.append(f"| {r['candidate']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                       f"{r['repeats']} | {r['peak_mib']:.0f} | {r['matches']:,} | "
-                       f"{r['median_s'] / ref:.1f} |")
-        out.append("")
-    out += goals(rows)
-    return "\n".join(out)
+def with_ratio(rows) -> list[dict]:
+    """rows plus x_lamfast: candidate time / lamfast nearest (all threads) time, same case."""
+    case = lambda r: (r["case"], r["n1"], r["n2"], r["radius_arcsec"])  # noqa: E731
+    ref = {case(r): r["median_s"] for r in rows
+           if r["candidate"].startswith("lamfast nearest (") and "1 thread" not in r["candidate"]}
+    return [{**r, "x_lamfast": r["median_s"] / ref[case(r)]} for r in rows]
 
 
 def goals(rows) -> list[str]:
@@ -286,7 +212,7 @@ def goals(rows) -> list[str]:
         lines.append(f"- 1e6 x 1e6: scipy cKDTree / lamfast = {sci / lam:.1f}x (goal >= 3x)")
     if big:
         lines.append(f"- 1e7 x 1e6: lamfast {big:.2f} s (goal < 3 s)")
-    return ["## Goals", ""] + lines + [""] if lines else []
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full-astropy", action="store_true",
                    help="also run astropy and the lamfast all/best modes at 1e7 x 1e6 (slow)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
-                   help="results folder (a sub-folder per device is made)")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(args.seed)
@@ -307,19 +231,19 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows[-len(names):]:
             print(f"  {r['candidate']:<40} {r['median_s']:8.3f} s  peak {r['peak_mib']:7.0f} MiB"
                   f"  matches {r['matches']:,}", flush=True)
-    meta = stamp()
-    folder = args.out / device()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = "bench_xmatch_quick" if args.quick else "bench_xmatch"
-    with open(folder / f"{stem}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) + list(meta))
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, **meta})
-    text = markdown(rows, meta)
-    (folder / f"{stem}.md").write_text(text + "\n")
-    print("\n" + text)
-    print(f"wrote {folder / stem}.csv and .md")
+    import astropy
+    import scipy
+
+    notes = ("Time: median over repeats, each from degrees to matches (index build included). "
+             "Peak: rise of peak RSS during the first call. Ratio x_lamfast: candidate time / "
+             "lamfast nearest (all threads) time in the same case.")
+    if goals(rows):
+        notes += "\n\nGoals (DESIGN.md section 7):\n\n" + "\n".join(goals(rows))
+    write_table("xmatch", with_ratio(rows), title="Sky cross-match: lamfast vs astropy and scipy",
+                notes=notes, quick=args.quick,
+                extra_stamp={"scipy": scipy.__version__, "astropy": astropy.__version__,
+                             # above the core count: a shared, noisy machine
+                             "load_avg_1min": f"{os.getloadavg()[0]:.1f}"})
     return 0
 
 

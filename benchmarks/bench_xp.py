@@ -13,38 +13,15 @@ from the per-star MAP in population sigma (0 for the fast path = same estimate).
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import lamfast
 
-
-def _stamp() -> dict:
-    import torch
-
-    import lamfast
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip() or "unknown"
-    return {"device": f"{cpu} ({len(os.sched_getaffinity(0))} cores)", "numpy": np.__version__,
-            "torch": torch.__version__, "lamfast": lamfast.__version__, "commit": commit,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+from .common import write_table
 
 
 def _spectra(n: int, seed: int = 0):
@@ -102,25 +79,6 @@ def run(sizes, ref_size, fixed_size, repeats, threads):
     return rows
 
 
-def write(rows, stamp, quick):
-    slug = f"cpu-{len(os.sched_getaffinity(0))}cores"
-    out = ROOT / "benchmarks" / "results" / slug
-    out.mkdir(parents=True, exist_ok=True)
-    name = "bench_xp" + ("_quick" if quick else "")
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) + list(stamp))
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, **stamp})
-    lines = [f"# {name}", "", ", ".join(f"{k}: {v}" for k, v in stamp.items()), "",
-             "| candidate | spectra | seconds | spectra/s | max deviation from per-star MAP [pop. sigma] |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['candidate']} | {r['spectra']} | {r['seconds']:.4f} | {r['spectra_per_s']:,.0f} | "
-              f"{r['max_dev_sigma']:.2g} |" for r in rows]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    return out
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
@@ -129,13 +87,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     sizes, ref, fixed = ([512], 64, 10_000) if a.quick else ([4096], 256, 100_000)
     rows = run(sizes, ref, fixed, a.repeats, a.threads)
-    stamp = _stamp()
-    print(stamp["device"], f"threads={a.threads or 'all'}")
-    print(f"{'candidate':<36}{'spectra':>9}{'seconds':>10}{'spectra/s':>12}{'max dev [sigma]':>17}")
-    for r in rows:
-        print(f"{r['candidate']:<36}{r['spectra']:>9}{r['seconds']:>10.4f}{r['spectra_per_s']:>12,.0f}"
-              f"{r['max_dev_sigma']:>17.2g}")
-    print("written to", write(rows, stamp, a.quick))
+    write_table("xp", rows, title="XP spectra -> coefficients: batched MAP vs per-star loop vs "
+                                  "one fixed matrix",
+                notes="Median seconds over interleaved repeats. max_dev_sigma: largest "
+                      "deviation from the per-star MAP, in population sigma (0 = same "
+                      "estimate; nan where no MAP was computed).",
+                quick=a.quick, extra_stamp={"threads": a.threads or lamfast.get_num_threads()})
     return 0
 
 

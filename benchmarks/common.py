@@ -26,28 +26,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def device_name(device: str = "cpu") -> str:
     """Human name of the device: GPU model for CUDA, CPU model + usable cores otherwise."""
     if str(device).startswith("cuda"):
         import torch
 
         return torch.cuda.get_device_name(device)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return f"{cpu_name()} ({cores} cores)"
+    return f"{cpu_name()} ({usable_cores()} cores)"
 
 
 def device_slug(device: str = "cpu") -> str:
     """Folder name for results: e.g. 'cpu-2cores' or 'nvidia-h100-80gb-hbm3'."""
     if str(device).startswith("cuda"):
         return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return f"cpu-{cores}cores"
+    return f"cpu-{usable_cores()}cores"
 
 
 def git_commit() -> str:
@@ -93,26 +93,51 @@ def median_time(fn, repeats: int = 5, warmup: int = 1, sync=None) -> float:
     return statistics.median(times)
 
 
+def result_stem(name: str, quick: bool = False) -> str:
+    """File stem of a result: quick runs get their own files so they never overwrite full ones."""
+    return f"{name}-quick" if quick else name
+
+
 def write_table(name: str, rows: list[dict], device: str = "cpu", title: str = "",
-                notes: str = "") -> Path:
-    """Print rows as a table and write results/<device>/<name>.{csv,md}; returns the .md."""
+                notes: str = "", *, quick: bool = False,
+                extra_stamp: dict | None = None) -> Path:
+    """Print rows as a table and write results/<device>/<name>[-quick].{csv,md}.
+
+    Parameters
+    ----------
+    name : result name, the benchmark module's name without ``bench_``.
+    rows : one dict per table row, all with the same keys (the columns, in order).
+    device : "cpu" or a CUDA device; picks the results folder and the stamp's device.
+    title, notes : markdown heading and the text printed above the table.
+    quick : a ``--quick`` run; written to ``<name>-quick.*``.
+    extra_stamp : benchmark-specific stamp entries (thread counts, data source, versions
+        of the libraries compared), appended to the common stamp.
+
+    Returns
+    -------
+    Path of the markdown file.
+    """
     out = RESULTS / device_slug(device)
     out.mkdir(parents=True, exist_ok=True)
-    info = stamp(device)
+    info = {**stamp(device), **(extra_stamp or {})}
+    stem = result_stem(name, quick)
     keys = list(rows[0]) if rows else []
-    with open(out / f"{name}.csv", "w", newline="") as f:
+    with open(out / f"{stem}.csv", "w", newline="") as f:
         f.write("".join(f"# {k}: {v}\n" for k, v in info.items()))
         w = csv.DictWriter(f, keys)
         w.writeheader()
         w.writerows(rows)
-    fmt = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)
-    lines = [f"## {title or name}", "",
+    def fmt(x):  # 4 significant digits, but whole numbers (not 1.2e+05) for large rates
+        if not isinstance(x, float):
+            return str(x)
+        return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+    lines = [f"## {title or name}" + (" (quick)" if quick else ""), "",
              " | ".join(f"{k}: {v}" for k, v in info.items()), ""]
     if notes:
         lines += [notes, ""]
     lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
-    (out / f"{name}.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
-    return out / f"{name}.md"
+    return out / f"{stem}.md"

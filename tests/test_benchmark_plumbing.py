@@ -1,0 +1,103 @@
+"""The benchmark suite's shared plumbing: result files, stamps and the one-command runner.
+
+No timings here: these check where results land and what they carry, using a fake
+benchmark module so the test stays fast."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import sys
+import time
+import types
+
+import pytest
+
+from benchmarks import __main__ as runner
+from benchmarks import common
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    return tmp_path / common.device_slug("cpu")
+
+
+def read_csv(path):
+    lines = path.read_text().splitlines()
+    header = [ln[2:].split(": ", 1) for ln in lines if ln.startswith("# ")]
+    body = list(csv.DictReader(ln for ln in lines if not ln.startswith("# ")))
+    return dict(header), body
+
+
+def test_write_table_quick_never_overwrites_full(results, rng):
+    rows = [{"candidate": f"c{i}", "seconds": float(rng.uniform(0.1, 2)), "n": int(i)}
+            for i in range(3)]
+    full = common.write_table("thing", rows, title="A thing", notes="why it matters")
+    quick = common.write_table("thing", rows[:1], quick=True,
+                               extra_stamp={"threads": 7, "rows_from": "random rows"})
+    assert (full.name, quick.name) == ("thing.md", "thing-quick.md")
+    assert sorted(p.name for p in results.iterdir()) == [
+        "thing-quick.csv", "thing-quick.md", "thing.csv", "thing.md"]
+
+    stamp, body = read_csv(results / "thing.csv")
+    assert {"device", "commit", "python", "numpy", "date"} <= set(stamp)
+    assert "threads" not in stamp
+    assert [r["candidate"] for r in body] == ["c0", "c1", "c2"]
+    assert [float(r["seconds"]) for r in body] == [r["seconds"] for r in rows]
+    text = full.read_text()
+    assert text.startswith("## A thing\n") and "why it matters" in text
+    assert f"| c2 | {rows[2]['seconds']:.4g} | 2 |" in text
+
+    stamp, body = read_csv(results / "thing-quick.csv")
+    assert (stamp["threads"], stamp["rows_from"]) == ("7", "random rows")
+    assert len(body) == 1
+    assert quick.read_text().startswith("## thing (quick)\n")
+
+
+def test_write_table_without_rows_keeps_the_stamp(results):
+    md = common.write_table("empty", [])
+    stamp, body = read_csv(results / "empty.csv")
+    assert "commit" in stamp and body == []
+    assert "device:" in md.read_text()
+
+
+def test_every_benchmark_imports_as_a_package_module():
+    names = runner.available()
+    assert {"io", "xmatch", "xp", "attention", "tokenizer"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        assert callable(module.main), name
+
+
+def fake_benchmark(name, writes=True, fail=False):
+    def main(argv):
+        if fail:
+            raise RuntimeError("broken benchmark")
+        if writes:
+            common.write_table(name, [{"x": 1.5}], title=f"fake {name}", quick="--quick" in argv)
+        return 0
+    return types.SimpleNamespace(main=main)
+
+
+def test_runner_summarises_this_runs_quick_tables_only(results, monkeypatch):
+    monkeypatch.setattr(runner, "available", lambda: ["good", "silent", "broken"])
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_good", fake_benchmark("good"))
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_silent",
+                        fake_benchmark("silent", writes=False))
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_broken",
+                        fake_benchmark("broken", fail=True))
+    # Full results and an old quick result must stay out of a quick summary.
+    for name in ("good", "silent", "broken"):
+        common.write_table(name, [{"x": 2.5}], title=f"full {name}")
+    stale = common.write_table("silent", [{"x": 3.5}], title="stale silent", quick=True)
+    os.utime(stale, (time.time() - 3600,) * 2)
+
+    assert runner.main(["--quick", "--device", "cpu"]) == 1
+    assert (results / "good-quick.md").exists()
+    summary = (results / "SUMMARY.md").read_text()
+    assert "mode: quick; failed: silent (wrote no silent-quick.md), broken" in summary
+    assert "## fake good (quick)" in summary
+    assert "full " not in summary and "stale" not in summary
