@@ -248,8 +248,8 @@ def main(argv=None) -> list[dict]:
               "bf16 differences are of this random-weights model (the trained model's may differ).",
               f"Peak RSS of `lamfast label` (tiny model, 3 input tokens, chunk 4096 rows, all 118 catalogue "
               f"columns read): {rss[0]['rows']} stars {rss[0]['peak_rss_mb']:.0f} MB, {rss[1]['rows']} stars "
-              f"{rss[1]['peak_rss_mb']:.0f} MB (4x the stars, +{rss[1]['peak_rss_mb'] - rss[0]['peak_rss_mb']:.0f} "
-              "MB; a catalogue read whole would add ~57 MB per 60,000 stars)."]
+              f"{rss[1]['peak_rss_mb']:.0f} MB ({rss[1]['peak_rss_mb'] - rss[0]['peak_rss_mb']:+.0f} MB; reading "
+              f"the catalogue whole would add ~{(large - small) * 118 * 8 / 2**20:.0f} MB of values and errors)."]
     if not cuda:
         try:
             import os
