@@ -3,6 +3,7 @@
 from . import xmatch
 from ._threads import get_num_threads, set_num_threads
 from .batch import Batch, TrainingBatch
+from .label import label  # the function; reach the module's other names with `from lamfast.label import ...`
 from .normalization import Normalizer
 from .sampler import sample_training, sample_training_reference
 from .tokenizer import tokenize, tokenize_reference
@@ -23,6 +24,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "sample_training",
+    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "label", "sample_training",
     "sample_training_reference", "set_num_threads", "tokenize", "tokenize_reference",
 ]

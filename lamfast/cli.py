@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "lamfast.data.cli",
     "lamfast.train",
     "lamfast.xmatch_cli",
+    "lamfast.label",
 ]
 
 

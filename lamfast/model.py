@@ -241,8 +241,8 @@ class LAM(nn.Module):
     def predict(self, values: np.ndarray, columns: Sequence[str],
                 request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int = 4096,
                 device: str | torch.device = "auto", max_tokens: int | None = None,
-                threads: int | None = None):
-        """Predict tokens of many stars, in physical units.
+                threads: int | None = None, precision: str = "auto"):
+        """Predict tokens of many stars, in physical units (via :class:`lamfast.infer.Predictor`).
 
         Parameters
         ----------
@@ -253,6 +253,7 @@ class LAM(nn.Module):
         device : ``"auto"`` (CUDA if available), or any torch device; the model moves there.
         max_tokens : keep at most this many present values per star (first in column order);
             default ``config.context_length``, the set size the model was trained on.
+        precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
 
         Returns
         -------
@@ -264,60 +265,34 @@ class LAM(nn.Module):
         from astropy.table import Table
 
         from .columns import check_columns
+        from .infer import Predictor
         from .tokenizer import tokenize
 
-        if self.normalizer is None:
-            raise ValueError("this model has no normalizer: predict needs per-token stats")
-        if isinstance(request, str):
-            request = [request]
-        request = list(request)
-        if not request:
-            raise ValueError("request at least one token name")
-        request_ids = self.vocab.ids(request)
-        self.normalizer.has_stats(request)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        was_training = self.training
+        predictor = Predictor(self, request, device=device, precision=precision, batch_size=batch_size)
         if max_tokens is None:
             max_tokens = self.config.context_length
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        self.to(device)
         values, _, _ = check_columns(values, columns, None, self.vocab)
-        n = values.shape[0]
-        mu = np.full((n, len(request)), np.nan)
-        logvar = np.full((n, len(request)), np.nan)
-        n_tokens = np.zeros(n, dtype=np.int64)
-        was_training = self.training
-        self.eval()
+        n, r = values.shape[0], len(predictor.request)
+        value, error = np.empty((n, r)), np.empty((n, r))
+        no_input = np.empty(n, dtype=bool)
+        chunk = max(batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
         try:
-            with torch.inference_mode():
-                for start in range(0, n, batch_size):
-                    batch = tokenize(values[start:start + batch_size], columns, max_tokens=max_tokens,
-                                     normalizer=self.normalizer, vocab=self.vocab, threads=threads)
-                    m, s = self._predict_batch(batch, request_ids, device)
-                    stop = start + batch.n_stars
-                    mu[start:stop], logvar[start:stop] = m, s
-                    n_tokens[start:stop] = batch.seqlens()
+            for start in range(0, n, chunk):
+                batch = tokenize(values[start:start + chunk], columns, max_tokens=max_tokens,
+                                 normalizer=self.normalizer, vocab=self.vocab, threads=threads)
+                prepared = predictor.prepare(batch)
+                stop = start + batch.n_stars
+                value[start:stop], error[start:stop] = predictor.run(prepared)
+                no_input[start:stop] = prepared.no_input
         finally:
             self.train(was_training)
-        no_input = n_tokens == 0
-        value, error = self.normalizer.unstandardize(mu, request_ids[None, :], np.sqrt(np.exp(logvar)))
-        value[no_input], error[no_input] = np.nan, np.nan
         table = Table()
-        for j, name in enumerate(request):
+        for j, name in enumerate(predictor.request):
             table[name] = value[:, j]
             table[f"{name}_error"] = error[:, j]
         table["no_input"] = no_input
         return table
-
-    def _predict_batch(self, batch, request_ids: np.ndarray, device):
-        n, r = batch.n_stars, len(request_ids)
-        t = batch.to_torch(device)
-        target_id = torch.from_numpy(np.tile(request_ids, n)).to(device)
-        cu_targets = torch.arange(0, n * r + 1, r, dtype=torch.int32, device=device)
-        mu, logvar = self(t["token_id"], t["value"], t["cu_seqlens"], batch.max_seqlen,
-                          target_id, cu_targets, r)
-        return (mu.float().view(n, r).cpu().numpy().astype(np.float64),
-                logvar.float().view(n, r).cpu().numpy().astype(np.float64))
 
     # ---- persistence ------------------------------------------------------------------
 

@@ -44,6 +44,16 @@ def test_round_trip_exact(rng, tmp_path, layout, n, columns):
     assert_same_catalog(cat, back)
 
 
+
+def test_read_row_groups(rng, tmp_path):
+    cat = random_catalog(rng, 23, XP + ["jh", "teff"])
+    write_parquet(cat, tmp_path / "c.parquet", row_group_size=7)   # groups of 7, 7, 7, 2 rows
+    assert_same_catalog(cat.rows(slice(7, 21)), read_parquet(tmp_path / "c.parquet", row_groups=[1, 2]))
+    assert_same_catalog(cat.rows(slice(21, 23)), read_parquet(tmp_path / "c.parquet", row_groups=[3]))
+    assert len(read_parquet(tmp_path / "c.parquet", row_groups=[])) == 0
+    with pytest.raises(ValueError, match="row group 4 outside 0..3"):
+        read_parquet(tmp_path / "c.parquet", row_groups=[4])
+
 def test_list_columns_in_file(rng, tmp_path):
     import pyarrow.parquet as pq
 

@@ -69,7 +69,7 @@ def test_parquet_and_hdf5_dispatch(rng, tmp_path, monkeypatch):
     (tmp_path / "paper.h5").write_bytes(b"")
     calls = []
     fake = types.ModuleType("lamfast.io.paper_hdf5")
-    fake.read = lambda path, **kw: calls.append((path, kw)) or cat
+    fake.read_paper_hdf5 = lambda path, **kw: calls.append((path, kw)) or cat
     monkeypatch.setitem(sys.modules, "lamfast.io.paper_hdf5", fake)
     assert read_catalog(tmp_path / "paper.h5", split="train") is cat
     assert calls == [(tmp_path / "paper.h5", {"split": "train"})]
@@ -89,3 +89,14 @@ def test_dispatch_errors(tmp_path):
     (tmp_path / "c.parquet").write_bytes(b"")
     with pytest.raises(ValueError, match="photometry= applies to XP files only"):
         read_catalog(tmp_path / "c.parquet", photometry={})
+
+
+def test_paper_hdf5_through_read_catalog(tmp_path):
+    from lamfast.data.synthetic import make_synthetic
+    from lamfast.io.paper_hdf5 import read_paper_hdf5, write_paper_hdf5
+
+    write_paper_hdf5(tmp_path / "paper.h5", make_synthetic(9, seed=5).catalog)
+    whole, part = read_catalog(tmp_path / "paper.h5"), read_catalog(tmp_path / "paper.h5", rows=slice(2, 7))
+    direct = read_paper_hdf5(tmp_path / "paper.h5")
+    assert whole.columns == direct.columns and np.array_equal(whole.values, direct.values, equal_nan=True)
+    assert np.array_equal(part.source_id, direct.source_id[2:7])

@@ -61,7 +61,8 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
           (``n_coefficients`` to :func:`~lamfast.io.xp_archive.xp_catalog`).
         - ``"apogee"``: allStar FITS (:func:`~lamfast.io.apogee.read_apogee_allstar`).
         - ``"parquet"``: :func:`~lamfast.io.parquet.read_parquet`.
-        - ``"paper_hdf5"``: the authors' HDF5 layout (``lamfast.io.paper_hdf5.read``).
+        - ``"paper_hdf5"``: the authors' HDF5 layout
+          (:func:`~lamfast.io.paper_hdf5.read_paper_hdf5`; ``rows=slice(a, b)`` reads part).
     photometry : for "xp": a Catalog (e.g. from
         :func:`~lamfast.io.gaia_photometry.gaia_photometry`), a table with Gaia/2MASS
         columns, or a file astropy reads. G (phot_g_mean_mag) is needed for gnorm; it
@@ -88,7 +89,7 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
     except ModuleNotFoundError:
         raise ValueError("the paper HDF5 reader (lamfast.io.paper_hdf5) is not part of "
                          "this installation") from None
-    return module.read(path, **kwargs)
+    return module.read_paper_hdf5(path, **kwargs)
 
 
 def _read_xp(path: Path, photometry, n_coefficients: int = 55, **kwargs) -> Catalog:

@@ -73,18 +73,28 @@ def write_parquet(catalog: Catalog, path: str | Path, *, layout: str = "lists",
     pq.write_table(table, path, compression=compression, row_group_size=row_group_size)
 
 
-def read_parquet(path: str | Path, *, columns: list[str] | None = None) -> Catalog:
+def read_parquet(path: str | Path, *, columns: list[str] | None = None,
+                 row_groups: list[int] | None = None) -> Catalog:
     """Read a Parquet file written by :func:`write_parquet` (or following its naming:
     ``source_id``; float columns named by vocabulary tokens with ``_err`` twins;
     ``bp_coefficients``-style fixed-size lists). Other columns go to ``extra``.
 
     ``columns``: only these token columns (default: all).
+    ``row_groups``: only these row groups, in this order (default: the whole file); the
+    unit of chunked reading (``pyarrow.parquet.ParquetFile(path).metadata`` lists them).
     """
     import pyarrow.parquet as pq
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    table = pq.read_table(path)
+    if row_groups is None:
+        table = pq.read_table(path)
+    else:
+        file = pq.ParquetFile(path)
+        bad = [g for g in row_groups if not 0 <= g < file.num_row_groups]
+        if bad:
+            raise ValueError(f"{path}: row group {bad[0]} outside 0..{file.num_row_groups - 1}")
+        table = file.read_row_groups(list(row_groups))
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     info = json.loads(raw) if raw else {}
     names = table.column_names

@@ -1,0 +1,176 @@
+"""Label many partitions (files) on a dask.distributed cluster (optional extra ``[dask]``).
+
+The driver makes the same plan as :func:`lamfast.label` and stores it in ``OUT.parts``;
+then one task per partition (input file) computes that file's work units with
+:func:`lamfast.label.run_units`, each unit written atomically as in a local job. A task
+skips units already done, so a retried task (``retries``) only redoes what its failed
+attempt had not finished, and a rerun with ``resume=True`` after a crash of anything
+(worker, scheduler, driver) submits only unfinished partitions. When all tasks are done
+the driver merges: coverage checked, output written atomically.
+
+GPUs: with ``gpus_per_worker=G`` each worker advertises the resource ``GPU=G`` and every
+partition task asks for ``GPU=1``, so a worker runs at most G partitions at once. Give
+each worker its own GPUs (``CUDA_VISIBLE_DEVICES``, as dask-cuda's ``LocalCUDACluster``
+does); a task uses ``device`` ("auto": the worker's first visible GPU).
+
+dask is imported only inside these functions, so ``import lamfast`` never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from .label import LabelSummary, _output_format, ensure_plan, finished_output, make_plan, merge, part_path, parts_dir
+
+_MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
+_MODELS_LOCK = threading.Lock()
+
+
+def _model(path: str, sha256: str, device: str):
+    """The model of a worker, loaded once per process (tasks of one worker share it)."""
+    from .infer import load_model, resolve_device
+
+    key = (path, sha256, str(resolve_device(device)))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(path, device=key[2])
+        return _MODELS[key]
+
+
+def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, parts: str, *,
+                    device: str = "auto", precision: str = "auto", batch_size: int = 4096,
+                    threads: int | None = None) -> dict:
+    """One Dask task: compute ``units`` (one input file's) of the plan into ``parts``,
+    skipping those already done. Returns the job counters of :class:`LabelSummary`."""
+    from .infer import Predictor
+    from .label import LabelPlan, run_units
+
+    plan = LabelPlan.from_dict(plan_dict)
+    lam = _model(model_path, plan.model_sha256, device)
+    predictor = Predictor(lam, plan.request, device=device, precision=precision, batch_size=batch_size)
+    s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads)
+    return {"rows": s.rows, "flagged": s.flagged, "units_done": s.units_done,
+            "units_skipped": s.units_skipped, "timings": s.timings}
+
+
+def label_distributed(inputs, *, model: str | os.PathLike = "default",
+                      request: Sequence[str] = ("teff", "logg", "m_h"), output: str | os.PathLike,
+                      columns: Sequence[str] | None = None, batch_size: int = 4096, device: str = "auto",
+                      precision: str = "auto", resume: bool = False, chunk_rows: int = 65536,
+                      scheduler: str | None = None, workers: int | None = None, processes: bool = True,
+                      threads_per_worker: int = 1, gpus_per_worker: int = 0, retries: int = 2,
+                      threads: int | None = None, progress: bool = True, client=None) -> LabelSummary:
+    """:func:`lamfast.label` on a Dask cluster, one task per input file.
+
+    Parameters (beyond those of :func:`lamfast.label`)
+    --------------------------------------------------
+    scheduler : address of a running scheduler (``tcp://host:8786``), or
+    workers : start a ``LocalCluster`` of this many workers (``processes``,
+        ``threads_per_worker`` as in ``LocalCluster``), or
+    client : an existing ``distributed.Client``.
+    gpus_per_worker : > 0: workers advertise ``GPU=gpus_per_worker`` (LocalCluster) and each
+        task asks for ``GPU=1``.
+    retries : times Dask reruns a failed partition before giving up.
+
+    Returns
+    -------
+    LabelSummary of the whole job (counters summed over the tasks; stage seconds are
+    summed over workers, so they can exceed the wall time).
+    """
+    from .infer import check_request, load_model, resolve_model
+
+    if sum(x is not None for x in (scheduler, workers, client)) != 1:
+        raise ValueError("give exactly one of scheduler=ADDRESS, workers=N or client=")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+    if not isinstance(gpus_per_worker, int) or gpus_per_worker < 0:
+        raise ValueError(f"gpus_per_worker must be a non-negative int, got {gpus_per_worker!r}")
+    t0 = time.perf_counter()
+    output = Path(output)
+    _output_format(output)
+    lam = load_model(model)                        # on the driver: validation and the plan only
+    request = check_request(lam, request)
+    plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows)
+    del lam
+    summary = LabelSummary(output, units_total=len(plan.units))
+    if resume:
+        meta = finished_output(output, plan)
+        if meta is not None:
+            summary.units_skipped, summary.output_rows = len(plan.units), meta["rows"]
+            summary.output_flagged, summary.wall_s = meta["flagged_rows"], time.perf_counter() - t0
+            return summary
+    parts = parts_dir(output)
+    ensure_plan(parts, plan)
+    by_file: dict[int, list[int]] = {}
+    for i, unit in enumerate(plan.units):
+        if not resume:  # a fresh run: forget earlier results (tasks skip what exists)
+            part_path(parts, i).unlink(missing_ok=True)
+        by_file.setdefault(unit.file, []).append(i)
+    pending = {f: u for f, u in by_file.items() if not all(part_path(parts, i).is_file() for i in u)}
+    summary.units_skipped = sum(len(u) for f, u in by_file.items() if f not in pending)
+
+    own_cluster = None
+    if client is None:
+        from distributed import Client, LocalCluster
+
+        if workers is not None:
+            own_cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                       processes=processes, dashboard_address=None,
+                                       resources={"GPU": gpus_per_worker} if gpus_per_worker else None)
+            client = Client(own_cluster)
+        else:
+            client = Client(scheduler)
+    try:
+        _run_tasks(client, plan, pending, str(resolve_model(model)), parts, summary, retries=retries,
+                   gpu=gpus_per_worker > 0, progress=progress,
+                   task_kwargs=dict(device=device, precision=precision, batch_size=batch_size, threads=threads))
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+    merged = merge(output)
+    summary.output_rows, summary.output_flagged = merged.output_rows, merged.output_flagged
+    summary.timings["merge"] = merged.wall_s
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summary: LabelSummary, *,
+               retries: int, gpu: bool, progress: bool, task_kwargs: dict) -> None:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    plan_dict = plan.to_dict()
+    run = f"{plan.digest()[:12]}-{uuid.uuid4().hex[:8]}"  # unique: never a cached result of a past run
+    futures = {}
+    for f, units in pending.items():
+        future = client.submit(label_partition, plan_dict, units, model_path, str(parts), **task_kwargs,
+                               key=f"lamfast-label-{run}-{f}", retries=retries, pure=False,
+                               resources={"GPU": 1} if gpu else None)
+        futures[future] = f
+    failed = []
+    with tqdm(total=len(futures), unit="partition", disable=not progress, desc="labelling") as bar:
+        for future in as_completed(futures):
+            try:
+                stats = future.result()
+            except Exception as e:  # after Dask's retries
+                failed.append((plan.inputs[futures[future]], e))
+                continue
+            finally:
+                bar.update(1)
+            for k in ("rows", "flagged", "units_done", "units_skipped"):
+                setattr(summary, k, getattr(summary, k) + stats[k])
+            for k, v in stats["timings"].items():
+                summary.timings[k] += v
+    if failed:
+        path, error = failed[0]
+        raise RuntimeError(f"{len(failed)} partition(s) failed after {retries} retries, e.g. {path}: "
+                           f"{type(error).__name__}: {error}; finished units are kept, rerun with "
+                           "resume to do the rest") from error

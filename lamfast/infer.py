@@ -1,0 +1,230 @@
+"""Inference: a trained LAM + a request list -> physical predictions of packed batches.
+
+The one inference path of lamfast: :meth:`lamfast.LAM.predict`, :func:`lamfast.label`,
+the Dask workers of :mod:`lamfast.distributed` and the benchmarks all go through
+:class:`Predictor`. It calls only the model's public ``forward`` (standardised units) and
+``normalizer.unstandardize``.
+
+A chunk of stars is handled in two steps so that the CPU part can run on a background
+thread while the device computes the previous chunk:
+
+1. :meth:`Predictor.prepare` (numpy only): drop stars without tokens (their predictions
+   are NaN, they are never dropped from the output), sort the rest by set length when
+   lengths vary, and cut them into micro-batches of ``batch_size`` stars. Padded code
+   paths (the CPU attention) then pad each micro-batch only to its own longest set.
+2. :meth:`Predictor.run`: forward pass per micro-batch, unstandardise, scatter back into
+   input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batch import Batch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_MODEL = "default"
+
+
+# ---- finding a model -------------------------------------------------------------------
+
+def default_model_path() -> Path:
+    """Where the shipped default model lives (``lamfast/resources/models/default``)."""
+    return Path(__file__).resolve().parent / "resources" / "models" / DEFAULT_MODEL
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """``"default"`` -> the shipped model's folder; a path -> that folder (checked).
+
+    Raises
+    ------
+    FileNotFoundError
+        No default model is installed, or the path is not a folder with a ``config.json``.
+    """
+    from .model import CONFIG_FILE
+
+    if str(name_or_path) == DEFAULT_MODEL:
+        folder = default_model_path()
+        if not (folder / CONFIG_FILE).is_file():
+            raise FileNotFoundError("no default model is installed in this lamfast "
+                                    f"({folder} is absent); pass a trained model folder instead "
+                                    "(--model PATH, a folder written by LAM.save)")
+        return folder
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model {str(name_or_path)!r}: no such folder (pass 'default' or "
+                                "a folder written by LAM.save)")
+    if not (folder / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"model folder {folder} has no {CONFIG_FILE} (not written by LAM.save?)")
+    return folder
+
+
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu"):
+    """The :class:`lamfast.LAM` named ``"default"`` (shipped) or saved at a path, in eval mode."""
+    from .model import LAM
+
+    return LAM.load(resolve_model(name_or_path), device=device).eval()
+
+
+def model_hash(name_or_path: str | os.PathLike) -> str:
+    """sha256 (hex) of the model's weights file: what exactly produced a labelled catalogue."""
+    from .model import WEIGHTS_FILE
+
+    h = hashlib.sha256()
+    with open(resolve_model(name_or_path) / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for but CUDA is not available")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> bf16 on CUDA, fp32 elsewhere (bf16 on CPU is opt-in)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def check_request(model, request: str | Sequence[str]) -> list[str]:
+    """The request as a list, after checking the model can predict each token in physical units."""
+    if model.normalizer is None:
+        raise ValueError("this model has no normalizer: predicting needs per-token stats")
+    request = [request] if isinstance(request, str) else list(request)
+    if not request:
+        raise ValueError("request at least one token name")
+    model.vocab.ids(request)                 # unknown names -> ValueError naming the first
+    if len(set(request)) != len(request):
+        raise ValueError(f"request lists a token twice: {request}")
+    model.normalizer.has_stats(request)
+    return request
+
+
+# ---- predicting ------------------------------------------------------------------------
+
+@dataclass
+class PreparedChunk:
+    """A tokenized chunk cut into device-sized pieces (see :meth:`Predictor.prepare`)."""
+
+    n_stars: int
+    order: np.ndarray          # [M] int64 chunk positions of the stars with tokens, run order
+    micro: list[Batch]         # micro-batches covering ``order`` consecutively
+    no_input: np.ndarray       # [N] bool, star has no token (predictions NaN)
+
+
+class Predictor:
+    """Predict ``request`` tokens of packed star batches with ``model``, in physical units.
+
+    Parameters
+    ----------
+    model : lamfast.LAM with a normalizer; moved to ``device`` and set to eval mode.
+    request : token names to predict for every star.
+    device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
+    precision : ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on CUDA, else fp32).
+    batch_size : stars per forward pass (bounds activation memory).
+    sort_by_length : order stars by set length before cutting micro-batches (only done
+        when lengths vary; outputs are scattered back to input order).
+    """
+
+    def __init__(self, model, request: Sequence[str] = ("teff", "logg", "m_h"), *,
+                 device: str | torch.device = "auto", precision: str = "auto",
+                 batch_size: int = 4096, sort_by_length: bool = True):
+        self.request = check_request(model, request)
+        self.request_ids = model.vocab.ids(self.request)               # [R] int32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.sort_by_length = sort_by_length
+        self.model = model.to(self.device).eval()
+        r = len(self.request_ids)
+        # Requests are the same for every star: the largest target arrays, sliced per micro-batch.
+        self._target_id = torch.from_numpy(np.tile(self.request_ids, self.batch_size)).to(self.device)
+        self._cu_targets = torch.arange(0, self.batch_size * r + 1, r, dtype=torch.int32, device=self.device)
+
+    # ---- step 1: CPU ----------------------------------------------------------------
+
+    def prepare(self, batch: Batch) -> PreparedChunk:
+        """Drop empty sets, sort by length where lengths vary, cut into micro-batches."""
+        lengths = batch.seqlens().astype(np.int64)                        # [N]
+        no_input = lengths == 0
+        order = np.flatnonzero(~no_input)
+        if self.sort_by_length and order.size and lengths[order].min() != lengths[order].max():
+            order = order[np.argsort(lengths[order], kind="stable")]
+        cu = batch.cu_seqlens.astype(np.int64)
+        micro = []
+        for m0 in range(0, order.size, self.batch_size):
+            stars = order[m0:m0 + self.batch_size]
+            micro.append(_gather(batch, cu, lengths, stars))
+        return PreparedChunk(batch.n_stars, order, micro, no_input)
+
+    # ---- step 2: device ---------------------------------------------------------------
+
+    def run(self, chunk: PreparedChunk) -> tuple[np.ndarray, np.ndarray]:
+        """-> value, error float64 [N, R] in input order (NaN for stars without input)."""
+        r = len(self.request_ids)
+        mu = np.full((chunk.n_stars, r), np.nan)
+        logvar = np.full((chunk.n_stars, r), np.nan)
+        done = 0
+        with torch.inference_mode(), self._autocast():
+            for mb in chunk.micro:
+                m, s = self._forward(mb)
+                rows = chunk.order[done:done + mb.n_stars]
+                mu[rows], logvar[rows] = m, s
+                done += mb.n_stars
+        return self.model.normalizer.unstandardize(mu, self.request_ids[None, :], np.sqrt(np.exp(logvar)))
+
+    def __call__(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """prepare + run: value, error float64 [N, R] in input order."""
+        return self.run(self.prepare(batch))
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _forward(self, mb: Batch) -> tuple[np.ndarray, np.ndarray]:
+        n, r = mb.n_stars, len(self.request_ids)
+        token_id = torch.from_numpy(mb.token_id).to(self.device, non_blocking=True)
+        value = torch.from_numpy(mb.value).to(self.device, non_blocking=True)
+        cu_seqlens = torch.from_numpy(mb.cu_seqlens).to(self.device, non_blocking=True)
+        mu, logvar = self.model(token_id, value, cu_seqlens, mb.max_seqlen,
+                                self._target_id[:n * r], self._cu_targets[:n + 1], r)
+        return (mu.float().view(n, r).cpu().numpy().astype(np.float64),
+                logvar.float().view(n, r).cpu().numpy().astype(np.float64))
+
+
+def _gather(batch: Batch, cu: np.ndarray, lengths: np.ndarray, stars: np.ndarray) -> Batch:
+    """The packed sub-batch of ``stars`` (chunk positions, any order)."""
+    sub_len = lengths[stars]
+    sub_cu = np.zeros(stars.size + 1, dtype=np.int64)
+    np.cumsum(sub_len, out=sub_cu[1:])
+    if stars.size and np.all(np.diff(stars) == 1):        # a contiguous run: plain slices
+        t0, t1 = cu[stars[0]], cu[stars[-1] + 1]
+        token_id, value = batch.token_id[t0:t1], batch.value[t0:t1]
+    else:  # token k of the sub-batch is token k - sub_cu[star] + cu[star] of the chunk
+        index = np.arange(sub_cu[-1]) + np.repeat(cu[stars] - sub_cu[:-1], sub_len)
+        token_id, value = batch.token_id[index], batch.value[index]
+    return Batch(np.ascontiguousarray(token_id), np.ascontiguousarray(value),
+                 sub_cu.astype(np.int32), int(sub_len.max(initial=0)))
