@@ -257,8 +257,8 @@ def main(argv=None) -> list[dict]:
             notes.append(f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: numbers are noisy).")
         except OSError:
             pass
-    name = "label_quick" if args.quick else "label"
-    write_table(name, rows, device=device, title="End-to-end labelling, file to file", notes="\n\n".join(notes))
+    write_table("label", rows, device=device, title="End-to-end labelling, file to file",
+                notes="\n\n".join(notes), quick=args.quick)
     return rows
 
 
