@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from lamfast import LAM, LAMConfig
+from lamfast.demo import run, sample_catalogue_path
+from lamfast.io.paper_hdf5 import read_paper_hdf5
+from lamfast.label import read_output
+from lamfast.reference_stats import paper_normalizer
+
+
+def test_sample_catalogue_ships_real_stars():
+    cat = read_paper_hdf5(sample_catalogue_path())
+    assert len(cat) == 1000 and np.all(cat.extra["split"] == 2)  # test split only
+    assert np.isfinite(cat.column("teff")).all() and np.isfinite(cat.column("bp0")).all()
+    assert np.all(cat.source_id % 128 == 0)  # Gaia DR3 source ids
+
+
+def test_demo_labels_the_sample_file_to_file(tmp_path):
+    norm = paper_normalizer()
+    model = LAM(LAMConfig(width=16, encoder_heads=(2,), encoder_ffn=(32,), decoder_heads=(2,),
+                          decoder_ffn=(32,), head_mlp=(32,)), normalizer=norm)
+    model.save(tmp_path / "m")
+    report = run(str(tmp_path / "out"), model=str(tmp_path / "m"), progress=False)
+    labels, meta = read_output(tmp_path / "out" / "labels.h5")
+    truth = read_paper_hdf5(sample_catalogue_path())
+    np.testing.assert_array_equal(labels["source_id"], truth.source_id)
+    d = truth.column("logg") - labels["logg"]
+    assert report["logg_scatter"] == pytest.approx(1.4826 * np.median(np.abs(d - np.median(d))))
+    assert report["stars"] == 1000 and report["flagged"] == 0
+    assert (tmp_path / "out" / "kiel.png").stat().st_size > 10_000
