@@ -78,7 +78,16 @@ class LAMConfig:
         return cls(**d)
 
 
-PRESETS = {"lam-2024": LAMConfig()}
+PRESETS = {
+    "lam-2024": LAMConfig(),
+    # CPU-trainable and small to ship (315,586 parameters, 1.3 MB): width 64, the paper's
+    # pattern of halving heads per block with head dims 8/16/32 (all with C++ CPU kernels),
+    # light FFNs. Per step it is ~7x cheaper than lam-2024 on a 2-core CPU
+    # (benchmarks/bench_train.py).
+    "lam-small": LAMConfig(width=64, encoder_heads=(8, 4), encoder_ffn=(256, 256),
+                           decoder_heads=(8, 4, 2), decoder_ffn=(256, 256, 256),
+                           head_mlp=(256, 128)),
+}
 
 
 def _gelu(x):
