@@ -82,8 +82,8 @@ PRESETS = {
     "lam-2024": LAMConfig(),
     # CPU-trainable and small to ship (315,586 parameters, 1.3 MB): width 64, the paper's
     # pattern of halving heads per block with head dims 8/16/32 (all with C++ CPU kernels),
-    # light FFNs. Per step it is ~7x cheaper than lam-2024 on a 2-core CPU
-    # (benchmarks/bench_train.py).
+    # light FFNs; 28x fewer parameters than lam-2024 and 2.6x its training stars/s on a
+    # busy 2-core CPU (benchmarks/bench_train.py).
     "lam-small": LAMConfig(width=64, encoder_heads=(8, 4), encoder_ffn=(256, 256),
                            decoder_heads=(8, 4, 2), decoder_ffn=(256, 256, 256),
                            head_mlp=(256, 128)),
