@@ -8,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <vector>
 
+#include "attention.hpp"
 #include "sampler.hpp"
 #include "tokenizer.hpp"
 #include "xp_text.hpp"
@@ -368,8 +370,109 @@ void register_xmatch(py::module_& m) {
 }  // namespace
 // ===== end xmatch ==================================================================
 
+// ===== attention ===================================================================
+namespace {
+
+using Rows = py::array_t<float>;  // [T, H, D], heads x dims contiguous, any row stride
+
+int64_t row_stride(const Rows& x, const char* name) {
+  if (x.ndim() != 3) throw std::invalid_argument(std::string(name) + " must be [tokens, heads, head_dim]");
+  const auto f = static_cast<py::ssize_t>(sizeof(float));
+  const int64_t row = x.shape(1) * x.shape(2);
+  if (x.size() == 0) return row;  // strides of empty arrays mean nothing
+  // Strides of length-1 dims are arbitrary (numpy and torch both leave them free).
+  if ((x.shape(2) > 1 && x.strides(2) != f) || (x.shape(1) > 1 && x.strides(1) != f * x.shape(2)) ||
+      (x.shape(0) > 1 && (x.strides(0) % f || x.strides(0) < f * row)))
+    throw std::invalid_argument(std::string(name) + ": each token row must be contiguous");
+  return x.shape(0) > 1 ? x.strides(0) / f : row;
+}
+
+// Checks what the C++ core relies on (shapes, cu_seqlens inside the token ranges), so a
+// bad call raises instead of reading out of bounds; the Python wrapper gives the
+// user-facing messages.
+VarlenSets varlen_sets(const Rows& q, const Rows& k, const Rows& v, const Array<int32_t>& cu_q,
+                       const Array<int32_t>& cu_k, const std::optional<Array<float>>& bias_k,
+                       const std::optional<Array<float>>& bias_v, Strides& strides) {
+  strides = {row_stride(q, "q"), row_stride(k, "k"), row_stride(v, "v")};
+  for (int a = 1; a < 3; ++a)
+    if (k.shape(a) != q.shape(a) || v.shape(a) != q.shape(a))
+      throw std::invalid_argument("q, k, v differ in heads or head_dim");
+  if (k.shape(0) != v.shape(0)) throw std::invalid_argument("k and v differ in tokens");
+  if (!attention_supports(q.shape(2))) throw std::invalid_argument("no CPU kernel for this head_dim");
+  if (cu_q.ndim() != 1 || cu_q.shape(0) < 1 || cu_k.ndim() != 1 || cu_k.shape(0) != cu_q.shape(0))
+    throw std::invalid_argument("cu_seqlens_q and cu_seqlens_k must be [B+1] alike");
+  if (bias_k.has_value() != bias_v.has_value())
+    throw std::invalid_argument("bias_k and bias_v go together");
+  const int64_t hd = q.shape(1) * q.shape(2);
+  if (bias_k && (bias_k->size() != hd || bias_v->size() != hd))
+    throw std::invalid_argument("bias_k/bias_v must be [heads, head_dim]");
+  for (const auto* cu : {&cu_q, &cu_k}) {
+    const int32_t* c = cu->data();
+    const int64_t total = (cu == &cu_q ? q : k).shape(0);
+    if (c[0] != 0 || c[cu->shape(0) - 1] != total)
+      throw std::invalid_argument("cu_seqlens must rise from 0 to the token count");
+    for (int64_t i = 1; i < cu->shape(0); ++i)
+      if (c[i] < c[i - 1]) throw std::invalid_argument("cu_seqlens must not decrease");
+  }
+  return {cu_q.data(), cu_k.data(), cu_q.shape(0) - 1, q.shape(1), q.shape(2)};
+}
+
+void attention_forward_py(const Rows& q, const Rows& k, const Rows& v, const Array<int32_t>& cu_q,
+                          const Array<int32_t>& cu_k, const std::optional<Array<float>>& bias_k,
+                          const std::optional<Array<float>>& bias_v, float scale,
+                          Array<float>& out, Array<float>& lse, int threads) {
+  Strides strides;
+  const VarlenSets sets = varlen_sets(q, k, v, cu_q, cu_k, bias_k, bias_v, strides);
+  if (out.size() != q.size() || lse.size() != q.shape(0) * q.shape(1))
+    throw std::invalid_argument("out must be like q and lse [tokens, heads]");
+  py::gil_scoped_release release;
+  attention_forward(sets, strides, q.data(), k.data(), v.data(), data_or_null(bias_k),
+                    data_or_null(bias_v), scale, out.mutable_data(), lse.mutable_data(), threads);
+}
+
+void attention_backward_py(const Array<float>& dout, const Rows& q, const Rows& k, const Rows& v,
+                           const Array<float>& out, const Array<float>& lse,
+                           const Array<int32_t>& cu_q, const Array<int32_t>& cu_k,
+                           const std::optional<Array<float>>& bias_k,
+                           const std::optional<Array<float>>& bias_v, float scale,
+                           Array<float>& dq, Array<float>& dk, Array<float>& dv,
+                           std::optional<Array<float>>& dbias_k,
+                           std::optional<Array<float>>& dbias_v, int threads) {
+  Strides strides;
+  const VarlenSets sets = varlen_sets(q, k, v, cu_q, cu_k, bias_k, bias_v, strides);
+  if (dout.size() != q.size() || out.size() != q.size() || dq.size() != q.size() ||
+      lse.size() != q.shape(0) * q.shape(1) || dk.size() != k.size() || dv.size() != k.size())
+    throw std::invalid_argument("dout/out/dq must be like q, dk/dv like k, lse [tokens, heads]");
+  if (bias_k && !(dbias_k && dbias_v && dbias_k->size() == bias_k->size() &&
+                  dbias_v->size() == bias_k->size()))
+    throw std::invalid_argument("dbias_k/dbias_v [heads, head_dim] needed with a bias");
+  float* gbk = bias_k ? dbias_k->mutable_data() : nullptr;
+  float* gbv = bias_k ? dbias_v->mutable_data() : nullptr;
+  py::gil_scoped_release release;
+  attention_backward(sets, strides, dout.data(), q.data(), k.data(), v.data(), out.data(),
+                     lse.data(), data_or_null(bias_k), data_or_null(bias_v), scale,
+                     dq.mutable_data(), dk.mutable_data(), dv.mutable_data(), gbk, gbv, threads);
+}
+
+void register_attention(py::module_& m) {
+  m.def("attention_supports", &attention_supports, py::arg("head_dim"),
+        "Whether the CPU attention kernels are compiled for this head dim.");
+  m.def("attention_forward", &attention_forward_py, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("cu_q"), py::arg("cu_k"), py::arg("bias_k"), py::arg("bias_v"), py::arg("scale"),
+        py::arg("out"), py::arg("lse"), py::arg("threads"),
+        "Varlen attention forward into out [Tq, H, D] and lse [Tq, H] (float32).");
+  m.def("attention_backward", &attention_backward_py, py::arg("dout"), py::arg("q"),
+        py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("cu_q"),
+        py::arg("cu_k"), py::arg("bias_k"), py::arg("bias_v"), py::arg("scale"), py::arg("dq"),
+        py::arg("dk"), py::arg("dv"), py::arg("dbias_k"), py::arg("dbias_v"),
+        py::arg("threads"), "Varlen attention backward into dq, dk, dv (and dbias_k/v).");
+}
+
+}  // namespace
+// ===== end attention ===============================================================
+
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "lamfast C++ core: tokenizer, training sampler, XP text parser, sky cross-match";
+  m.doc() = "lamfast C++ core: tokenizer, training sampler, XP text parser, sky cross-match, CPU attention";
 
   m.def("tokenize", &tokenize, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
         py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
@@ -384,4 +487,5 @@ PYBIND11_MODULE(_core, m) {
         "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
   register_xp_text(m);
   register_xmatch(m);
+  register_attention(m);
 }

@@ -178,7 +178,7 @@ def test_triton_many_sets_on_gpu(rng):
 
 def test_dispatch_and_override(monkeypatch):
     monkeypatch.delenv("LAMFAST_ATTENTION", raising=False)
-    assert attention_backend("cpu") == "reference"
+    assert attention_backend("cpu") == "cpu"
     assert attention_backend("cuda") == "triton"
     monkeypatch.setenv("LAMFAST_ATTENTION", "reference")
     assert attention_backend("cuda") == "reference"

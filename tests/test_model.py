@@ -215,3 +215,16 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown LAM config keys"):
         LAMConfig.from_dict({"widht": 3})
     assert LAMConfig.from_dict(LAMConfig().to_dict()) == LAMConfig()
+
+
+def test_small_preset_matches_stock_model_fp32(rng):
+    """lam-small (head dims 8/16/32, all on the C++ CPU kernels) == the stock model."""
+    lam = _perturbed(LAM("lam-small"), rng)
+    assert lam.num_parameters() == 315_586 and lam.config.width == 64
+    stock = StockLAM.from_lam(lam).eval()
+    columns = list(PAPER.tokens[:60:2]) + ["bprp", "jh", "jk"]
+    batch = lamfast.tokenize(_stars(rng, 19, columns), columns)
+    request = PAPER.ids(["teff", "logg", "m_h"])
+    with torch.no_grad():
+        for got, want in zip(_packed(lam, batch, request), _stock(stock, batch, request)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))

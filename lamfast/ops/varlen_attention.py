@@ -1,4 +1,5 @@
-"""Public varlen attention with the one dispatch point between Triton and PyTorch."""
+"""Public varlen attention with the one dispatch point: Triton on CUDA, the C++ kernels on
+CPUs, the padded reference (the oracle) on request."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import os
 
 import torch
 
+from .attention_cpu import varlen_attention_cpu
 from .attention_reference import varlen_attention_reference
 
-_BACKENDS = ("triton", "reference")
+_BACKENDS = ("triton", "cpu", "reference")
 
 
 def attention_backend(device: torch.device | str) -> str:
-    """``"triton"`` for CUDA tensors, ``"reference"`` elsewhere; env LAMFAST_ATTENTION forces one."""
+    """``"triton"`` for CUDA tensors, ``"cpu"`` elsewhere; env LAMFAST_ATTENTION forces one
+    of triton, cpu, reference."""
     forced = os.environ.get("LAMFAST_ATTENTION", "").strip().lower()
     if forced:
         if forced not in _BACKENDS:
             raise ValueError(f"LAMFAST_ATTENTION must be one of {_BACKENDS}, got {forced!r}")
         return forced
-    return "triton" if torch.device(device).type == "cuda" else "reference"
+    return "triton" if torch.device(device).type == "cuda" else "cpu"
 
 
 def _validate(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias_k, bias_v):
@@ -79,16 +82,21 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     -------
     [Tq, H, D] in q's dtype. A set with no key and no bias yields zeros.
 
-    Runs the Triton kernels on CUDA tensors and the PyTorch reference elsewhere; the
-    environment variable ``LAMFAST_ATTENTION=triton|reference`` forces one path.
+    Runs the Triton kernels on CUDA tensors and the C++ kernels (:mod:`.attention_cpu`)
+    on CPU tensors; ``LAMFAST_ATTENTION=triton|cpu|reference`` forces
+    one path (reference = the padded oracle).
     """
     _validate(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias_k, bias_v)
     if bias_k is not None:
         bias_k, bias_v = bias_k.to(q.dtype), bias_v.to(q.dtype)
-    if attention_backend(q.device) == "triton" and q.shape[2] <= 64:
+    backend = attention_backend(q.device)
+    if backend == "triton" and q.shape[2] <= 64:
         from .attention_triton import varlen_attention_triton  # lazy: triton is optional
 
         return varlen_attention_triton(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                        max_seqlen_k, bias_k=bias_k, bias_v=bias_v, scale=scale)
+    if backend == "cpu" and q.device.type == "cpu":
+        return varlen_attention_cpu(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                    max_seqlen_k, bias_k=bias_k, bias_v=bias_v, scale=scale)
     return varlen_attention_reference(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                       max_seqlen_k, bias_k=bias_k, bias_v=bias_v, scale=scale)

@@ -1,0 +1,44 @@
+// Varlen attention on packed ragged sets for CPUs, forward and backward, fp32.
+//
+// Layout (FlashAttention varlen): q [Tq, H, D], k and v [Tk, H, D]; set b's queries are
+// rows cu_q[b]..cu_q[b+1] and its keys rows cu_k[b]..cu_k[b+1]. Within a row the H x D
+// values are contiguous; rows of q, k, v may be further apart (a slice of a fused QKV
+// projection). Optional learned bias key/value [H, D] appended to every set's keys, never
+// masked (PyTorch add_bias_kv). Outputs and gradients are contiguous [T, H, D].
+#pragma once
+#include <cstdint>
+
+namespace lamfast {
+
+struct VarlenSets {
+  const int32_t* cu_q;   // [n_sets + 1]
+  const int32_t* cu_k;   // [n_sets + 1]
+  int64_t n_sets;
+  int64_t heads;
+  int64_t head_dim;
+};
+
+struct Strides {  // elements between consecutive token rows of q, k, v
+  int64_t q, k, v;
+};
+
+// Head dims with a compiled kernel; callers use another path for the rest.
+bool attention_supports(int64_t head_dim);
+
+// out [Tq, H, D]; lse [Tq, H] = log-sum-exp of each query row's scaled scores (the
+// backward recomputes probabilities from it). A set with no key and no bias gives
+// out = 0, lse = 0. bias_k and bias_v are both null or both [H, D].
+void attention_forward(const VarlenSets& sets, const Strides& strides, const float* q,
+                       const float* k, const float* v, const float* bias_k,
+                       const float* bias_v, float scale, float* out, float* lse, int threads);
+
+// Gradients of sum(dout * out); dout and out are contiguous [Tq, H, D]. dq, dk, dv are
+// fully written (keys of sets without queries get 0). With a bias, dbias_k/dbias_v [H, D]
+// are written: sums over sets added in a fixed order for a given thread count.
+void attention_backward(const VarlenSets& sets, const Strides& strides, const float* dout,
+                        const float* q, const float* k, const float* v, const float* out,
+                        const float* lse, const float* bias_k, const float* bias_v,
+                        float scale, float* dq, float* dk, float* dv, float* dbias_k,
+                        float* dbias_v, int threads);
+
+}  // namespace lamfast

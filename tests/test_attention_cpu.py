@@ -1,0 +1,157 @@
+"""The CPU attention kernels (C++, lamfast.ops.attention_cpu) against the padded reference.
+
+Odd shapes: sets of 0, 1, 2, 8 (one key block), 9 (block + 1) tokens, one 130-token set
+among tiny ones; self and cross attention (request sets with no key, key sets with no
+request); with and without the bias slot; fp32 and bf16; forward and every gradient;
+q/k/v as strided slices of a fused projection. Outputs are compared with the reference
+computed from the same (rounded) inputs in fp32.
+"""
+
+import math
+
+import pytest
+import torch
+
+from lamfast.ops import attention_backend, varlen_attention, varlen_attention_reference
+from lamfast.ops.attention_cpu import cpu_kernel_supports, varlen_attention_cpu
+
+SELF = [0, 1, 2, 8, 9, 3, 130, 1, 0]
+CROSS_Q = [1, 3, 0, 2, 9, 1, 0, 4]     # decoder-like requests; sets 2 and 6 have none
+CROSS_K = [0, 5, 4, 8, 0, 130, 2, 1]   # sets 0 and 4 have no key
+TOLERANCE = {torch.float32: (2e-6, 1e-5), torch.bfloat16: (2e-2, 6e-2)}  # (forward, grads)
+
+
+def _cu(lengths):
+    cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+    cu[1:] = torch.tensor(lengths, dtype=torch.int32).cumsum(0)
+    return cu
+
+
+def _problem(rng, lq, lk, heads, dim, dtype, bias, fused=False):
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    rand = lambda *s: torch.randn(*s, generator=g).to(dtype)
+    if fused:  # q, k, v strided slices of one [T, 3, H, D] projection (self-attention)
+        q, k, v = rand(sum(lq), 3, heads, dim).unbind(1)
+    else:
+        q, k, v = rand(sum(lq), heads, dim), rand(sum(lk), heads, dim), rand(sum(lk), heads, dim)
+    bk, bv = (rand(heads, dim), rand(heads, dim)) if bias else (None, None)
+    return q, k, v, _cu(lq), _cu(lk), bk, bv
+
+
+def _compare(q, k, v, cq, ck, bk, bv, dtype, max_q, max_k):
+    leaves = [t.detach().requires_grad_() for t in (q, k, v) + ((bk, bv) if bk is not None else ())]
+    ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
+    bias = lambda ls: (ls[3], ls[4]) if len(ls) == 5 else (None, None)
+    out = varlen_attention_cpu(*leaves[:3], cq, ck, max_q, max_k, bias_k=bias(leaves)[0],
+                               bias_v=bias(leaves)[1])
+    ref = varlen_attention_reference(*ref_leaves[:3], cq, ck, max_q, max_k,
+                                     bias_k=bias(ref_leaves)[0], bias_v=bias(ref_leaves)[1])
+    assert out.dtype == dtype and out.shape == q.shape
+    tol_fwd, tol_grad = TOLERANCE[dtype]
+    torch.testing.assert_close(out.float(), ref, atol=tol_fwd, rtol=tol_fwd)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(dtype)
+    got = torch.autograd.grad(out, leaves, grad_out)
+    want = torch.autograd.grad(ref, ref_leaves, grad_out.float())
+    for name, g, w in zip(["dq", "dk", "dv", "dbias_k", "dbias_v"], got, want):
+        assert g.dtype == dtype and not torch.isnan(g).any(), name
+        torch.testing.assert_close(g.float(), w, atol=tol_grad, rtol=tol_grad, msg=name)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["self", "cross"])
+@pytest.mark.parametrize("heads,dim", [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4)])
+def test_cpu_kernels_match_reference(rng, heads, dim, mode, bias, dtype):
+    lq, lk = (SELF, SELF) if mode == "self" else (CROSS_Q, CROSS_K)
+    q, k, v, cq, ck, bk, bv = _problem(rng, lq, lk, heads, dim, dtype, bias)
+    out = _compare(q, k, v, cq, ck, bk, bv, dtype, max(lq), max(lk))
+    if mode == "cross":  # a request set without keys: exactly bias_v, or zeros without bias
+        no_keys = out[int(cq[0]):int(cq[1])]
+        want = bv.expand_as(no_keys) if bias else torch.zeros_like(no_keys)
+        torch.testing.assert_close(no_keys, want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_strided_slices_of_a_fused_projection(rng, bias):
+    q, k, v, cq, ck, bk, bv = _problem(rng, SELF, SELF, 4, 16, torch.float32, bias, fused=True)
+    assert not q.is_contiguous() and q.stride(0) == 3 * 4 * 16
+    _compare(q, k, v, cq, ck, bk, bv, torch.float32, max(SELF), max(SELF))
+
+
+def test_many_sets_and_thread_counts_agree(rng):
+    """Results do not depend on the thread count (each set is one task; the bias
+    gradient is summed per thread, so only it may differ by rounding)."""
+    lengths = [int(x) for x in rng.integers(0, 40, size=300)]
+    q, k, v, cq, ck, bk, bv = _problem(rng, lengths, lengths, 8, 8, torch.float32, True)
+    runs = []
+    for threads in (1, 2, 3):
+        leaves = [t.detach().requires_grad_() for t in (q, k, v, bk, bv)]
+        out = varlen_attention_cpu(*leaves[:3], cq, ck, 39, 39, bias_k=leaves[3],
+                                   bias_v=leaves[4], threads=threads)
+        runs.append((out, torch.autograd.grad(out.square().sum(), leaves)))
+    for out, grads in runs[1:]:
+        assert torch.equal(out, runs[0][0])
+        for g, g0 in zip(grads[:3], runs[0][1][:3]):
+            assert torch.equal(g, g0)
+        for g, g0 in zip(grads[3:], runs[0][1][3:]):
+            torch.testing.assert_close(g, g0, atol=1e-5, rtol=1e-6)
+    _compare(q, k, v, cq, ck, bk, bv, torch.float32, 39, 39)
+
+
+def test_empty_inputs():
+    cu = torch.zeros(4, dtype=torch.int32)
+    q = torch.randn(0, 2, 8, requires_grad=True)
+    out = varlen_attention_cpu(q, q, q, cu, cu, 0, 0, bias_k=torch.randn(2, 8), bias_v=torch.randn(2, 8))
+    assert out.shape == (0, 2, 8)
+    out.sum().backward()
+    assert q.grad.shape == (0, 2, 8)
+    none = torch.zeros(1, dtype=torch.int32)  # zero sets
+    assert varlen_attention_cpu(q, q, q, none, none, 0, 0).shape == (0, 2, 8)
+
+
+def test_unsupported_head_dim_falls_back_to_reference(rng):
+    assert not cpu_kernel_supports(5) and cpu_kernel_supports(8)
+    q, k, v, cq, ck, bk, bv = _problem(rng, [3, 0, 2], [3, 1, 0], 2, 5, torch.float32, True)
+    out = varlen_attention_cpu(q, k, v, cq, ck, 3, 3, bias_k=bk, bias_v=bv)
+    ref = varlen_attention_reference(q, k, v, cq, ck, 3, 3, bias_k=bk, bias_v=bv)
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+
+
+def test_dispatch_uses_the_cpu_kernels(rng, monkeypatch):
+    monkeypatch.delenv("LAMFAST_ATTENTION", raising=False)
+    assert attention_backend("cpu") == "cpu"
+    q, k, v, cq, ck, bk, bv = _problem(rng, [4, 1], [2, 5], 2, 8, torch.float32, True)
+    fast = varlen_attention(q, k, v, cq, ck, 4, 5, bias_k=bk, bias_v=bv)
+    assert torch.equal(fast, varlen_attention_cpu(q, k, v, cq, ck, 4, 5, bias_k=bk, bias_v=bv))
+    monkeypatch.setenv("LAMFAST_ATTENTION", "reference")
+    ref = varlen_attention(q, k, v, cq, ck, 4, 5, bias_k=bk, bias_v=bv)
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=2e-6)
+
+
+def test_core_rejects_bad_layouts():
+    """The C++ entry point checks what it relies on, even when called directly."""
+    from lamfast import _core
+
+    q = torch.randn(5, 2, 8)
+    out, lse = torch.empty(5, 2, 8), torch.empty(5, 2)
+    good = torch.tensor([0, 2, 5], dtype=torch.int32)
+    call = lambda cu_k, k=q: _core.attention_forward(q.numpy(), k.numpy(), k.numpy(), good.numpy(),
+                                                     cu_k.numpy(), None, None, 1.0, out.numpy(),
+                                                     lse.numpy(), 1)
+    with pytest.raises(ValueError, match="rise from 0"):
+        call(torch.tensor([0, 2, 9], dtype=torch.int32))
+    with pytest.raises(ValueError, match="not decrease"):
+        call(torch.tensor([0, 6, 5], dtype=torch.int32))
+    with pytest.raises(ValueError, match="contiguous"):
+        call(good, torch.randn(5, 8, 2).transpose(1, 2))
+    with pytest.raises(ValueError, match="head_dim"):
+        call(good, torch.randn(5, 2, 4))
+
+
+def test_scale_argument(rng):
+    q, k, v, cq, ck, bk, bv = _problem(rng, [3, 2], [4, 1], 2, 16, torch.float32, True)
+    for scale in (0.1, 1.0, 1 / math.sqrt(16)):
+        out = varlen_attention_cpu(q, k, v, cq, ck, 3, 4, bias_k=bk, bias_v=bv, scale=scale)
+        ref = varlen_attention_reference(q, k, v, cq, ck, 3, 4, bias_k=bk, bias_v=bv, scale=scale)
+        torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
