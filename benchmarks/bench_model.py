@@ -28,17 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a script from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "benchmarks"
+import lamfast
+from lamfast.baselines.stock_model import StockLAM, pad_batch
+from lamfast.model import LAM
+from lamfast.reference_stats import paper_normalizer
+from lamfast.train import HEADLINE_INPUTS
 
-import lamfast  # noqa: E402
-from lamfast.baselines.stock_model import StockLAM, pad_batch  # noqa: E402
-from lamfast.model import LAM  # noqa: E402
-from lamfast.reference_stats import paper_normalizer  # noqa: E402
-from lamfast.train import HEADLINE_INPUTS  # noqa: E402
-
-from .common import device_name, write_table  # noqa: E402
+from .common import device_name, write_table
 
 REQUEST = ("teff", "logg", "m_h")
 
@@ -125,7 +121,7 @@ def main(argv=None) -> list[dict]:
         for row in rows[-4:]:
             print(row, flush=True)
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    write_table("bench_model_quick" if args.quick else "bench_model", rows, device=str(device),
+    write_table("model", rows, device=str(device), quick=args.quick,
                 title=f"Model inference throughput on {device_name(str(device))}",
                 notes=(f"63 tokens in, 3 requests out{threads}; median of {repeats} interleaved "
                        "runs; vs_stock_fp32 = stars/s over the stock model in fp32; max_d* = "

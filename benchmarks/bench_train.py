@@ -31,15 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a script from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "benchmarks"
+from lamfast.baselines.stock_model import StockLAM
+from lamfast.loss import gaussian_nll
+from lamfast.train import Trainer, TrainConfig, _slice
 
-from lamfast.baselines.stock_model import StockLAM  # noqa: E402
-from lamfast.loss import gaussian_nll  # noqa: E402
-from lamfast.train import Trainer, TrainConfig, _slice  # noqa: E402
-
-from .common import device_name, write_table  # noqa: E402
+from .common import device_name, write_table
 
 
 def training_batches(preset: str, n_stars: int, batch_size: int, device, seed: int = 0):
@@ -153,7 +149,7 @@ def main(argv=None) -> list[dict]:
         print(rows[-2], rows[-1], sep="\n", flush=True)
     precision = "fp32" if device.type == "cpu" else "bf16 autocast"
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    write_table("bench_train_quick" if args.quick else "bench_train", rows, device=str(device),
+    write_table("train", rows, device=str(device), quick=args.quick,
                 title=f"Training throughput on {device_name(str(device))}",
                 notes=(f"One optimiser step (forward, NLL, backward, clip, AdamW), {precision}"
                        f"{threads}; median of {repeats} interleaved steps; vs_stock = stars/s "
