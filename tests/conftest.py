@@ -5,10 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Real Gaia/APOGEE files live beside the checkout (../shared/realdata) in development
 # and CI; they are never committed. LAMFAST_REALDATA overrides the location.
 REALDATA = Path(os.environ.get("LAMFAST_REALDATA",
-                               Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
+                               REPO.parent / "shared" / "realdata"))
 
 
 @pytest.fixture
