@@ -2,25 +2,22 @@
 and without register spills, so compile errors show up in CI on any machine."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import same_lamfast
+
 pytest.importorskip("triton")
-ROOT = Path(__file__).resolve().parents[1]
-SLOW = pytest.mark.skipif(not os.environ.get("LAMFAST_SLOW_TESTS"),
-                          reason="slow (~40 s cold): set LAMFAST_SLOW_TESTS=1 for the full matrix")
 
 
-def _aot_check(*flags):
+def _aot_check(cwd, *flags):
     # A fresh process: TRITON_INTERPRET (set by the kernel tests) makes kernels uncompilable.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    kw = same_lamfast(cwd)
+    kw["env"].pop("TRITON_INTERPRET", None)
     proc = subprocess.run([sys.executable, "-m", "lamfast.ops.aot_check", "--json", "--arch", "90", *flags],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+                          capture_output=True, text=True, timeout=900, **kw)
     assert proc.stdout, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -35,12 +32,7 @@ def _assert_clean(rows):
               f"D{r['block_d']}: {r['registers']} registers")
 
 
-def test_representative_configs_compile_for_sm90_without_spills():
-    rows = _aot_check("--quick")
-    assert {r["kernel"] for r in rows} == {"fwd", "bwd"} and len(rows) >= 18
+def test_every_shipped_config_compiles_for_sm90_without_spills(tmp_path):
+    rows = _aot_check(tmp_path)
+    assert {r["kernel"] for r in rows} == {"fwd", "bwd"} and len(rows) >= 54
     _assert_clean(rows)
-
-
-@SLOW
-def test_every_shipped_config_compiles_for_sm90_without_spills():
-    _assert_clean(_aot_check())
