@@ -32,7 +32,7 @@ from lamfast.model import LAM
 from lamfast.reference_stats import paper_normalizer
 from lamfast.train import HEADLINE_INPUTS
 
-from .common import device_name, write_table
+from .common import device_name, torch_device, write_table
 
 REQUEST = ("teff", "logg", "m_h")
 
@@ -107,10 +107,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="small batch, few repeats (< 1 min)")
     args = p.parse_args(argv)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    device = torch_device(args.device, args.threads)
     stars = args.stars or (256 if args.quick else (2048 if device.type == "cpu" else 65536))
     repeats = args.repeats or (3 if args.quick else 7)
     rows = []

@@ -33,7 +33,7 @@ from lamfast.baselines.stock_model import StockLAM
 from lamfast.loss import gaussian_nll
 from lamfast.train import Trainer, TrainConfig, _slice
 
-from .common import device_name, write_table
+from .common import device_name, torch_device, write_table
 
 
 def training_batches(preset: str, n_stars: int, batch_size: int, device, seed: int = 0):
@@ -134,10 +134,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="small batches, few steps (< 1 min)")
     args = p.parse_args(argv)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    device = torch_device(args.device, args.threads)
     batch = args.batch_size or (128 if args.quick else (512 if device.type == "cpu" else 1024))
     repeats = args.repeats or (3 if args.quick else 9)
     rows = []

@@ -141,3 +141,14 @@ def write_table(name: str, rows: list[dict], device: str = "cpu", title: str = "
     (out / f"{stem}.md").write_text(text)
     print(text)
     return out / f"{stem}.md"
+
+
+def torch_device(name: str = "auto", threads: int = 2):
+    """The torch device a model benchmark runs on ("auto": CUDA if available); on the
+    CPU, torch gets ``threads`` threads so runs on shared machines are comparable."""
+    import torch
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    return device
