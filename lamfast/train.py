@@ -95,6 +95,28 @@ def _slice(t: dict, a: int, b: int) -> dict:
             "max_targets": int(np.diff(cu_t).max(initial=0))}
 
 
+def architecture(cfg: TrainConfig, vocab_size: int) -> dict:
+    """LAMConfig fields of a run: the preset, its overrides, and the run's settings."""
+    from .model import PRESETS
+
+    return {**PRESETS[cfg.preset].to_dict(), **cfg.model_overrides, "dropout": cfg.dropout,
+            "context_length": cfg.context, "vocab_size": vocab_size}
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike):
+    """Save the model of a training checkpoint as a lamfast model folder (LAM.save);
+    works on a run that is still going or was stopped early. Returns the LAM."""
+    from .model import LAM, LAMConfig
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    normalizer = Normalizer.from_dict(state["normalizer"])
+    cfg = TrainConfig(**state["config"])
+    model = LAM(LAMConfig.from_dict(architecture(cfg, len(normalizer.vocab))), normalizer=normalizer)
+    model.load_state_dict(state["model"])
+    model.save(folder)
+    return model
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is left in place."""
 
@@ -129,7 +151,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train: Catalog, val: Catalog | None = None,
                  normalizer: Normalizer | None = None):
-        from .model import LAM, LAMConfig, PRESETS
+        from .model import LAM, LAMConfig
 
         # Columns with no value in the training set can be neither learned nor standardised.
         empty = [c for c in train.columns if not np.isfinite(train.column(c)).any()]
@@ -147,8 +169,7 @@ class Trainer:
         # reduce in a scheduling-dependent order; resumable runs need them deterministic.
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
         self.normalizer = normalizer or Normalizer.fit(train.values, train.columns)
-        arch = {**PRESETS[cfg.preset].to_dict(), **cfg.model_overrides, "dropout": cfg.dropout,
-                "context_length": cfg.context, "vocab_size": len(self.normalizer.vocab)}
+        arch = architecture(cfg, len(self.normalizer.vocab))
         self.model = LAM(LAMConfig.from_dict(arch), normalizer=self.normalizer).to(self.device)
         self.ddp = self.model
         if self.world > 1:

@@ -94,3 +94,16 @@ def test_cli_with_two_gloo_processes(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()
+
+
+def test_export_checkpoint_gives_the_trained_model(stars, tmp_path):
+    from lamfast.model import LAM
+    from lamfast.train import export_checkpoint
+
+    model, _ = train(config(tmp_path, epochs=1), *stars, progress=False)
+    exported = export_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "exported")
+    reloaded = LAM.load(tmp_path / "exported")
+    for m in (exported, reloaded):
+        for (name, a), (_, b) in zip(model.state_dict().items(), m.state_dict().items()):
+            assert torch.equal(a, b), name
+    assert reloaded.normalizer == model.normalizer
