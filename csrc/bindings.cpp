@@ -134,6 +134,20 @@ py::object sample(const Array<float>& values, const std::optional<Array<float>>&
 
 }  // namespace
 
+void register_tokenizer(py::module_& m) {
+  m.def("tokenize", &tokenize, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
+        py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
+        "Packed ragged tokens. Returns (bad, id, value, error, cu_seqlens) or (bad,) where "
+        "bad = (row, col, in_errors) names the first infinite cell.");
+  m.def("sample", &sample, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
+        py::arg("star_ids"), py::arg("output_weights"), py::arg("center"),
+        py::arg("inv_scale"), py::arg("seed"), py::arg("epoch"), py::arg("context"),
+        py::arg("max_blank"), py::arg("n_outputs"), py::arg("exclude_inputs"),
+        py::arg("threads"),
+        "One epoch of the training sampler. Returns (bad, in_id, in_value, in_error, "
+        "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
+}
+
 // ---- XP archive text parser (lamfast/io/xp_archive.py) --------------------------------
 namespace {
 
@@ -474,17 +488,7 @@ void register_attention(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lamfast C++ core: tokenizer, training sampler, XP text parser, sky cross-match, CPU attention";
 
-  m.def("tokenize", &tokenize, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
-        py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
-        "Packed ragged tokens. Returns (bad, id, value, error, cu_seqlens) or (bad,) where "
-        "bad = (row, col, in_errors) names the first infinite cell.");
-  m.def("sample", &sample, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
-        py::arg("star_ids"), py::arg("output_weights"), py::arg("center"),
-        py::arg("inv_scale"), py::arg("seed"), py::arg("epoch"), py::arg("context"),
-        py::arg("max_blank"), py::arg("n_outputs"), py::arg("exclude_inputs"),
-        py::arg("threads"),
-        "One epoch of the training sampler. Returns (bad, in_id, in_value, in_error, "
-        "cu_inputs, target_id, target_value, target_error, cu_targets) or (bad,).");
+  register_tokenizer(m);
   register_xp_text(m);
   register_xmatch(m);
   register_attention(m);
