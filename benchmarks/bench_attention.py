@@ -4,7 +4,8 @@ Workload: B stars, set lengths uniform in [lo, hi], H x D = 16x8, 8x16, 4x32 (th
 heads), one learned bias key/value per head (``add_bias_kv``). Candidates:
 
 * ``lamfast-triton``   the Triton kernels on the packed layout (CUDA only)
-* ``lamfast-reference`` lamfast's PyTorch path on the packed layout (what runs on CPUs)
+* ``lamfast-cpu``      the C++ CPU kernels on the packed layout (what runs on CPUs)
+* ``lamfast-reference`` lamfast's plain PyTorch oracle on the packed layout
 * ``sdpa-padded-<backend>``  SDPA on [B, H, L+1, D] padded sets with a key-padding mask,
   one run per SDPA backend that accepts a mask (math, efficient, cudnn; flash refuses
   masks; CPU: math and the CPU flash kernel)
@@ -100,6 +101,8 @@ def cand_lamfast(case, backend):
     def run():
         if backend == "triton":
             from lamfast.ops.attention_triton import varlen_attention_triton as fn
+        elif backend == "cpu":
+            from lamfast.ops.attention_cpu import varlen_attention_cpu as fn
         else:
             fn = varlen_attention_reference
         return fn(case.q, case.k, case.v, case.cu, case.cu, case.max_len, case.max_len,
@@ -147,6 +150,8 @@ def candidates(device: torch.device, flex: bool):
     out = []
     if device.type == "cuda":
         out.append(("lamfast-triton", cand_lamfast, "triton", False))
+    else:
+        out.append(("lamfast-cpu", cand_lamfast, "cpu", False))
     out.append(("lamfast-reference", cand_lamfast, "reference", False))
     backends = ("math", "efficient_attention", "cudnn_attention") if device.type == "cuda" else ("math", "flash_attention")
     out += [(f"sdpa-padded-{b.split('_')[0]}", cand_sdpa_padded, b, True) for b in backends]
