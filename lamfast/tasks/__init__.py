@@ -11,7 +11,12 @@
 ``lamfast demo`` runs all four on the default model.
 """
 
-from .extinction import ExtinctionCurve, ccm89_odonnell94, extinction_curve, magnitude_slope
+from .extinction import (
+           ExtinctionCurve,
+           ccm89_odonnell94,
+           extinction_curve,
+           magnitude_slope,
+)
 from .generate import GeneratedXP, generate_xp
 from .inpaint import LinearBaseline, inpaint
 from .loci import Locus, trace_locus

@@ -18,6 +18,7 @@ with the optical coefficients of O'Donnell (1994, ApJ 422, 158), R_V = 3.1.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -105,7 +106,10 @@ def extinction_curve(model, teff=DEFAULT_STARS["teff"], logg=DEFAULT_STARS["logg
     slope = magnitude_slope(ebv, gen.flux.reshape(m, k, -1))
     excess = slope - _at(wl, slope, V_NM)[:, None]
     b_minus_v = _at(wl, excess, B_NM)
-    return ExtinctionCurve(wl, ebv, slope, excess, np.nanmedian(excess / b_minus_v[:, None], axis=0), b_minus_v)
+    with warnings.catch_warnings():   # pixels with flux <= 0 are NaN by design (untrained models)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        normalised = np.nanmedian(excess / b_minus_v[:, None], axis=0)
+    return ExtinctionCurve(wl, ebv, slope, excess, normalised, b_minus_v)
 
 
 def summary_table(curve: ExtinctionCurve, r_v: float = 3.1, wavelengths=REPORT_NM) -> list[dict]:

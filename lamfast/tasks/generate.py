@@ -14,8 +14,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import (GAUSSIAN_MEDIAN_ABS_Z, XP_TOKENS, as_model, common_length, inputs_from,
-                     predict_arrays, pyplot)
+from .common import (
+    GAUSSIAN_MEDIAN_ABS_Z,
+    XP_TOKENS,
+    as_model,
+    common_length,
+    inputs_from,
+    predict_arrays,
+    pyplot,
+)
 
 
 class GeneratedXP(NamedTuple):

@@ -13,7 +13,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import GAUSSIAN_MEDIAN_ABS_Z, XP_TOKENS, as_model, predict_arrays, pyplot, robust_scatter
+from .common import (
+    GAUSSIAN_MEDIAN_ABS_Z,
+    XP_TOKENS,
+    as_model,
+    predict_arrays,
+    pyplot,
+    robust_scatter,
+)
 
 DEFAULT_GIVEN = tuple(f"bp{i}" for i in range(10)) + tuple(f"rp{i}" for i in range(10))
 
@@ -130,7 +137,7 @@ def evaluate_inpainting(model, catalog, *, given: Sequence[str] = DEFAULT_GIVEN,
     ui = [XP_TOKENS.index(u) for u in unknown]
     complete = np.flatnonzero(np.all(np.isfinite(cat.values[:, gi]), axis=1))
     order = np.random.default_rng(seed).permutation(complete)
-    n_fit = int(round(fit_fraction * len(order)))
+    n_fit = round(fit_fraction * len(order))
     fit_rows, eval_rows = np.sort(order[:n_fit]), np.sort(order[n_fit:])
     if len(eval_rows) == 0:
         raise ValueError("no stars left to evaluate on")
@@ -153,7 +160,7 @@ def evaluate_inpainting(model, catalog, *, given: Sequence[str] = DEFAULT_GIVEN,
     f_obs, f_model, f_base = (sample(np.nan_to_num(c, nan=0.0)).flux
                               for c in (truth, result.coefficients, full_base))
     peak = np.max(np.abs(f_obs), axis=1, keepdims=True)
-    return {"given": given, "fit_stars": int(len(fit_rows)), "eval_stars": int(len(eval_rows)),
+    return {"given": given, "fit_stars": len(fit_rows), "eval_stars": len(eval_rows),
             "targets": unknown, "scatter_model": s_model.tolist(), "scatter_baseline": s_base.tolist(),
             "median_abs_z_model": z.tolist(),
             "median_scatter_model": float(np.nanmedian(s_model)),

@@ -84,18 +84,18 @@ def markdown(results: dict, n_stars: int) -> str:
         g = results["generate"]
         z = np.asarray(g["median_abs_z_total"])
         lines += ["## Generate XP spectra from labels (generate_xp.png)", "",
-                  f"{g['stars']} stars from {', '.join(g['inputs'])}: median over the 110 coefficients of "
+                  (f"{g['stars']} stars from {', '.join(g['inputs'])}: median over the 110 coefficients of "
                   f"median |obs - gen| / sqrt(s_pred^2 + s_obs^2) = {g['median_over_coefficients_z_total']:.3f} "
                   f"(BP {np.median(z[:55]):.3f}, RP {np.median(z[55:]):.3f}); of |obs - gen| / s_pred = "
-                  f"{g['median_over_coefficients_z_model']:.3f}.", ""]
+                  f"{g['median_over_coefficients_z_model']:.3f}."), ""]
     if "inpaint" in results:
         r = results["inpaint"]
         lines += ["## Inpainting (inpaint.png)", "",
-                  f"Given {len(r['given'])} coefficients ({r['given'][0]}..), predict the other {len(r['targets'])}; "
-                  f"linear baseline fitted on {r['fit_stars']} stars, both scored on {r['eval_stars']}.", "",
+                  (f"Given {len(r['given'])} coefficients ({r['given'][0]}..), predict the other {len(r['targets'])}; "
+                  f"linear baseline fitted on {r['fit_stars']} stars, both scored on {r['eval_stars']}."), "",
                   "| | lamfast | linear baseline |", "|---|---|---|",
-                  f"| median residual scatter / population scatter | {r['median_scatter_model']:.3f} | "
-                  f"{r['median_scatter_baseline']:.3f} |",
+                  (f"| median residual scatter / population scatter | {r['median_scatter_model']:.3f} | "
+                  f"{r['median_scatter_baseline']:.3f} |"),
                   f"| median abs(flux error) / peak flux | {r['spectrum_error_model']:.4f} | {r['spectrum_error_baseline']:.4f} |",
                   f"| coefficients where better | {r['fraction_model_better']:.0%} | {1 - r['fraction_model_better']:.0%} |",
                   "", f"lamfast median |z| = {r['median_abs_z']:.3f}.", ""]
@@ -107,8 +107,8 @@ def markdown(results: dict, n_stars: int) -> str:
     if "extinction" in results:
         e = results["extinction"]
         lines += ["## Extinction curve (extinction.png)", "",
-                  "Learned from d(-2.5 log10 F)/dE(B-V) of generated spectra; law: CCM89 + O'Donnell94, "
-                  "R_V = 3.1 (A/A550 of the model assumes R_V = 3.1; the excess curve does not).", "",
+                  ("Learned from d(-2.5 log10 F)/dE(B-V) of generated spectra; law: CCM89 + O'Donnell94, "
+                  "R_V = 3.1 (A/A550 of the model assumes R_V = 3.1; the excess curve does not)."), "",
                   "| λ [nm] | E(λ-V)/E(B-V) model | law | A/A550 model | law |", "|---|---|---|---|---|"]
         lines += [f"| {t['wavelength_nm']:.0f} | {t['excess_model']:+.3f} | {t['excess_law']:+.3f} | "
                   f"{t['a_over_a550_model']:.3f} | {t['a_over_a550_law']:.3f} |" for t in e["table"]]
