@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "lamfast.train",
     "lamfast.xmatch_cli",
     "lamfast.label",
+    "lamfast.tasks.cli",
 ]
 
 

@@ -24,8 +24,12 @@ def sample_catalogue_path() -> Path:
     return Path(str(resources.files("lamfast.resources").joinpath(SAMPLE)))
 
 
-def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = True) -> dict:
-    """Label the sample catalogue; returns robust scatter/bias vs APOGEE per label."""
+def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = True,
+        tasks: bool = True) -> dict:
+    """Label the sample catalogue; returns robust scatter/bias vs APOGEE per label.
+
+    With ``tasks`` also runs :func:`lamfast.tasks.report.run_all` (generate XP, inpaint,
+    loci, extinction curve) on the same model, writing their PNGs and ``tasks.md``."""
     from .io.paper_hdf5 import read_paper_hdf5
     from .label import label, read_output
 
@@ -46,6 +50,11 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
         report[f"{k}_scatter"] = float(1.4826 * np.median(np.abs(d - med)))
         report[f"{k}_bias"] = med
     _plot(out / "kiel.png", truth, predicted)
+    if tasks:  # the paper's other tasks on the same model and stars: PNGs + tasks.md
+        from .tasks.report import run_all
+
+        report["tasks"] = run_all(model, out, truth)
+        report["tasks_report"] = str(out / "tasks.md")
     return report
 
 
@@ -83,4 +92,6 @@ def _main(args) -> int:
     print("accuracy vs APOGEE DR17 (robust scatter, median bias):")
     for k in LABELS:
         print(f"  {k:5s} {r[f'{k}_scatter']:9.3f} {UNITS[k]:3s}  bias {r[f'{k}_bias']:+.3f}")
+    if "tasks_report" in r:
+        print(f"generate XP / inpaint / loci / extinction: {r['tasks_report']} and PNGs in {args.out}")
     return 0

@@ -1,0 +1,77 @@
+"""What the task modules share: model resolution, array predictions, robust statistics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..vocab import XP
+
+XP_TOKENS = XP                      # bp0..bp54, rp0..rp54: the order lamfast.xp expects
+GAUSSIAN_MEDIAN_ABS_Z = 0.6744897501960817   # median |z| of a unit normal: calibrated errors
+
+
+def as_model(model):
+    """A :class:`lamfast.LAM` (returned as is), ``"default"`` or a model folder (loaded, eval)."""
+    if isinstance(model, (str, os.PathLike)):
+        from ..infer import load_model
+
+        return load_model(model)
+    if not hasattr(model, "predict") or not hasattr(model, "vocab"):
+        raise ValueError(f"model must be a lamfast.LAM, 'default' or a model folder, got {type(model).__name__}")
+    return model
+
+
+def predict_arrays(model, values: np.ndarray, columns: Sequence[str], request: Sequence[str],
+                   *, device: str = "cpu", batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions as arrays: value, error float64 [N, R] (physical units, request order)."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    table = model.predict(values, list(columns), list(request), device=device, batch_size=batch_size)
+    value = np.stack([np.asarray(table[r], dtype=np.float64) for r in request], axis=1)
+    error = np.stack([np.asarray(table[f"{r}_error"], dtype=np.float64) for r in request], axis=1)
+    return value, error
+
+
+def inputs_from(n: int, given: Mapping[str, object]) -> tuple[np.ndarray, list[str]]:
+    """Broadcast named inputs (scalars or [N] arrays; None = not given) to a float32 [N, V] block."""
+    columns, blocks = [], []
+    for name, v in given.items():
+        if v is None:
+            continue
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim > 1 or (a.ndim == 1 and len(a) != n):
+            raise ValueError(f"input {name!r} must be a scalar or have {n} values, got shape {a.shape}")
+        columns.append(name)
+        blocks.append(np.broadcast_to(a, (n,)))
+    if not columns:
+        raise ValueError("give at least one input quantity")
+    return np.stack(blocks, axis=1).astype(np.float32), columns
+
+
+def common_length(**arrays) -> int:
+    """The one length of the non-scalar inputs (1 if all are scalars)."""
+    lengths = {k: np.asarray(v).shape[0] for k, v in arrays.items() if v is not None and np.ndim(v) == 1}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"inputs have different lengths: {lengths}")
+    return next(iter(lengths.values()), 1)
+
+
+def robust_scatter(x, axis=None):
+    """1.4826 * median absolute deviation (astropy's mad_std), ignoring NaN."""
+    x = np.asarray(x, dtype=np.float64)
+    med = np.nanmedian(x, axis=axis, keepdims=True)
+    return 1.4826 * np.nanmedian(np.abs(x - med), axis=axis)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
