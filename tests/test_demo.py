@@ -3,6 +3,7 @@ import pytest
 
 from lamfast import LAM, LAMConfig
 from lamfast.demo import run, sample_catalogue_path
+from lamfast.infer import default_model_path
 from lamfast.io.paper_hdf5 import read_paper_hdf5
 from lamfast.label import read_output
 from lamfast.reference_stats import paper_normalizer
@@ -28,3 +29,13 @@ def test_demo_labels_the_sample_file_to_file(tmp_path):
     assert report["logg_scatter"] == pytest.approx(1.4826 * np.median(np.abs(d - np.median(d))))
     assert report["stars"] == 1000 and report["flagged"] == 0
     assert (tmp_path / "out" / "kiel.png").stat().st_size > 10_000
+
+
+def test_shipped_default_model_labels_the_sample_accurately(tmp_path):
+    """The packaged model, not a stand-in: robust scatter vs APOGEE DR17 on the 1,000
+    sample stars (measured 108 K, 0.197 dex, 0.086 dex when shipped)."""
+    model = LAM.load(default_model_path())
+    assert model.config.width == 64 and model.num_parameters() == 315_586
+    report = run(str(tmp_path / "out"), progress=False)
+    assert report["teff_scatter"] < 130 and abs(report["teff_bias"]) < 60
+    assert report["logg_scatter"] < 0.25 and report["m_h_scatter"] < 0.12
