@@ -12,7 +12,7 @@ from .vocab import Vocab
 __version__ = "0.1.0"
 
 # Torch-backed names load on first use, so `import lamfast` stays light.
-_LAZY = {"LAM": "lamfast.model", "LAMConfig": "lamfast.model"}
+_LAZY = {"LAM": "lamfast.model", "LAMConfig": "lamfast.model", "load_model": "lamfast.infer"}
 
 
 def __getattr__(name):
@@ -24,6 +24,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "label", "sample_training",
+    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "label", "load_model", "sample_training",
     "sample_training_reference", "set_num_threads", "tokenize", "tokenize_reference",
 ]
