@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lamfast.vocab import HEADLINE_INPUTS, LABELS
+
 from .common import RESULTS, stamp
 
-LABELS = ("teff", "logg", "m_h")
 UNITS = {"teff": "K", "logg": "dex", "m_h": "dex"}
 PAPER = {"lamfast (paper: LAM)": {"teff": 47.0, "logg": 0.11, "m_h": 0.07},
          "XGBoost (paper)": {"teff": 50.7, "logg": 0.13, "m_h": 0.08}}
@@ -46,7 +47,7 @@ def evaluate(truth, truth_err, pred, pred_err=None) -> dict:
 
 
 def main(argv=None) -> dict:
-    from lamfast.baselines.xgboost import PAPER_INPUTS, XGBoostExpert
+    from lamfast.baselines.xgboost import XGBoostExpert
     from lamfast.io.paper_hdf5 import read_paper_hdf5
     from lamfast.model import LAM
 
@@ -62,7 +63,7 @@ def main(argv=None) -> dict:
     cat = read_paper_hdf5(args.data)
     split = cat.extra["split"]
     train, val, test = (cat.rows(split == s) for s in (0, 1, 2))
-    complete = np.isfinite(test.select(list(PAPER_INPUTS)).values).all(axis=1)
+    complete = np.isfinite(test.select(list(HEADLINE_INPUTS)).values).all(axis=1)
     test = test.rows(complete)
     truth = {k: test.column(k).astype(np.float64) for k in LABELS}
     truth_err = {k: test.errors[:, test.columns.index(k)].astype(np.float64) for k in LABELS}
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
     xgb_pred = xgb.predict(test.values, test.columns)
 
     model = LAM.load(args.model)
-    x = test.select(list(PAPER_INPUTS))
+    x = test.select(list(HEADLINE_INPUTS))
     t0 = time.perf_counter()
     table = model.predict(x.values, x.columns, request=list(LABELS), device="cpu")
     lam_s = time.perf_counter() - t0

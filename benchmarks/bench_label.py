@@ -33,9 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lamfast.vocab import HEADLINE_INPUTS
+
 from .common import write_table
 
-INPUTS = [f"bp{i}" for i in range(30)] + [f"rp{i}" for i in range(30)] + ["jh", "jk", "bprp"]
+INPUTS = list(HEADLINE_INPUTS)
 REQUEST = ["teff", "logg", "m_h"]
 
 

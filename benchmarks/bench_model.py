@@ -30,7 +30,7 @@ import lamfast
 from lamfast.baselines.stock_model import StockLAM, pad_batch
 from lamfast.model import LAM
 from lamfast.reference_stats import paper_normalizer
-from lamfast.train import HEADLINE_INPUTS
+from lamfast.vocab import HEADLINE_INPUTS
 
 from .common import device_name, torch_device, write_table
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines.xgboost import PAPER_INPUTS
+from .vocab import HEADLINE_INPUTS, LABELS
 
 SAMPLE = "sample_apogee_xp.h5"
-LABELS = ("teff", "logg", "m_h")
 UNITS = {"teff": "K", "logg": "dex", "m_h": "dex"}
 
 
@@ -36,7 +35,7 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sample = sample_catalogue_path()
-    summary = label(sample, model=model, request=LABELS, columns=list(PAPER_INPUTS),
+    summary = label(sample, model=model, request=LABELS, columns=list(HEADLINE_INPUTS),
                     output=out / "labels.h5", progress=progress)
     predicted, meta = read_output(out / "labels.h5")
     truth = read_paper_hdf5(sample)

@@ -27,9 +27,7 @@ from .io.catalog import Catalog
 from .loss import gaussian_nll
 from .normalization import Normalizer
 from .sampler import sample_training
-from .vocab import LABELS, PAPER_NON_OUTPUTS, XP_BP, XP_RP
-
-HEADLINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ("jh", "jk", "bprp")
+from .vocab import HEADLINE_INPUTS, LABELS, PAPER_NON_OUTPUTS
 
 
 @dataclass

@@ -16,6 +16,8 @@ XP_RP = tuple(f"rp{i}" for i in range(55))
 XP = XP_BP + XP_RP
 PHOTOMETRY = ("bprp", "jh", "jk")
 LABELS = ("teff", "logg", "m_h")
+# The paper's headline task inputs: the first 30 BP and RP coefficients and three colours.
+HEADLINE_INPUTS = XP_BP[:30] + XP_RP[:30] + ("jh", "jk", "bprp")
 PAPER_TOKENS = XP + PHOTOMETRY + LABELS + ("logebv", "g_fakemag")
 # The paper never requests these as outputs (they are inputs only).
 PAPER_NON_OUTPUTS = ("bprp", "jk")

@@ -12,11 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..normalization import Normalizer
-from ..vocab import Vocab
+from ..vocab import HEADLINE_INPUTS, LABELS, Vocab
 
-PAPER_INPUTS = tuple(f"bp{i}" for i in range(30)) + tuple(f"rp{i}" for i in range(30)) + \
-    ("jh", "jk", "bprp")
-PAPER_LABELS = ("teff", "logg", "m_h")
 
 
 class XGBoostExpert:
@@ -32,8 +29,8 @@ class XGBoostExpert:
     params : further xgboost booster parameters.
     """
 
-    def __init__(self, inputs: Sequence[str] = PAPER_INPUTS,
-                 labels: Sequence[str] = PAPER_LABELS, *, n_estimators: int = 2000,
+    def __init__(self, inputs: Sequence[str] = HEADLINE_INPUTS,
+                 labels: Sequence[str] = LABELS, *, n_estimators: int = 2000,
                  learning_rate: float = 0.05, max_depth: int = 6, threads: int | None = None,
                  seed: int = 0, **params):
         from .._threads import resolve_threads
