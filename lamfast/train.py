@@ -54,6 +54,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+    init_from: str = ""           # start from a saved model's weights ("default" or a folder)
     deterministic: bool = True    # deterministic kernels: resume is then bit for bit
     # bookkeeping
     eval_every: int = 1           # epochs between validation passes
@@ -115,6 +116,22 @@ def export_checkpoint(checkpoint: str | os.PathLike, folder: str | os.PathLike):
     return model
 
 
+def _init_model(cfg: TrainConfig):
+    """The saved model a run continues from (its weights and normalisation)."""
+    from .infer import load_model
+
+    return load_model(cfg.init_from)
+
+
+def _check_same_architecture(name: str, saved: dict, run: dict) -> None:
+    # Dropout and context are settings of the run, not shapes of the weights.
+    diff = {k: (saved.get(k), v) for k, v in run.items()
+            if k not in ("dropout", "context_length") and saved.get(k) != v}
+    if diff:
+        raise ValueError(f"init_from={name!r} has another architecture than this run "
+                         f"(saved, run): {diff}")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is left in place."""
 
@@ -166,9 +183,17 @@ class Trainer:
         # Some multi-threaded CPU kernels (e.g. index_put_ with accumulation in backward)
         # reduce in a scheduling-dependent order; resumable runs need them deterministic.
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-        self.normalizer = normalizer or Normalizer.fit(train.values, train.columns)
+        init = _init_model(cfg) if cfg.init_from else None
+        if normalizer is None:
+            normalizer = init.normalizer if init is not None and init.normalizer is not None \
+                else Normalizer.fit(train.values, train.columns)
+        self.normalizer = normalizer
         arch = architecture(cfg, len(self.normalizer.vocab))
-        self.model = LAM(LAMConfig.from_dict(arch), normalizer=self.normalizer).to(self.device)
+        self.model = LAM(LAMConfig.from_dict(arch), normalizer=self.normalizer)
+        if init is not None:
+            _check_same_architecture(cfg.init_from, init.config.to_dict(), arch)
+            self.model.load_state_dict(init.state_dict())
+        self.model.to(self.device)
         self.ddp = self.model
         if self.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
