@@ -3,6 +3,8 @@
 #define LAMFAST_ATTENTION_ISA baseline
 #include "attention_impl.hpp"
 
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace lamfast {
@@ -17,10 +19,21 @@ bool backward(const VarlenSets&, const Strides&, const float*, const float*, con
 }  // namespace avx2
 
 static bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes = [] {
+    const char* forced = std::getenv("LAMFAST_CPU_ISA");
+    if (forced && std::strcmp(forced, "baseline") == 0) return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return yes;
 }
 #endif
+
+const char* attention_isa() {
+#if defined(LAMFAST_HAVE_AVX2)
+  if (use_avx2()) return "avx2";
+#endif
+  return "baseline";
+}
 
 bool attention_supports(int64_t head_dim) {
   switch (head_dim) {

@@ -25,6 +25,11 @@ struct Strides {  // elements between consecutive token rows of q, k, v
 // Head dims with a compiled kernel; callers use another path for the rest.
 bool attention_supports(int64_t head_dim);
 
+// The instruction set the kernels run with: "avx2" where the CPU has AVX2+FMA, else
+// "baseline"; the environment variable LAMFAST_CPU_ISA=baseline forces the baseline
+// build (read once, at the first call).
+const char* attention_isa();
+
 // out [Tq, H, D]; lse [Tq, H] = log-sum-exp of each query row's scaled scores (the
 // backward recomputes probabilities from it). A set with no key and no bias gives
 // out = 0, lse = 0. bias_k and bias_v are both null or both [H, D].

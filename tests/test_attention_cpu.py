@@ -8,9 +8,13 @@ computed from the same (rounded) inputs in fp32.
 """
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
+from conftest import same_lamfast
 
 from lamfast.ops import attention_backend, varlen_attention, varlen_attention_reference
 from lamfast.ops.attention_cpu import cpu_kernel_supports, varlen_attention_cpu
@@ -155,3 +159,38 @@ def test_scale_argument(rng):
         out = varlen_attention_cpu(q, k, v, cq, ck, 3, 4, bias_k=bk, bias_v=bv, scale=scale)
         ref = varlen_attention_reference(q, k, v, cq, ck, 3, 4, bias_k=bk, bias_v=bv, scale=scale)
         torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
+
+
+BASELINE_CHILD = textwrap.dedent("""
+    import torch
+    from lamfast import _core
+    from lamfast.ops import varlen_attention_reference
+    from lamfast.ops.attention_cpu import varlen_attention_cpu
+
+    assert _core.attention_isa() == "baseline", _core.attention_isa()
+    cu = lambda ls: torch.tensor([0] + ls, dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    g = torch.Generator().manual_seed(3)
+    for heads, dim in [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4)]:
+        for lq, lk in [({SELF}, {SELF}), ({CROSS_Q}, {CROSS_K})]:
+            leaves = [torch.randn(sum(n), heads, dim, generator=g).requires_grad_()
+                      for n in (lq, lk, lk)]
+            leaves += [torch.randn(heads, dim, generator=g).requires_grad_() for _ in "kv"]
+            args = (cu(lq), cu(lk), max(lq), max(lk))
+            out = varlen_attention_cpu(*leaves[:3], *args, bias_k=leaves[3], bias_v=leaves[4])
+            ref = varlen_attention_reference(*leaves[:3], *args, bias_k=leaves[3], bias_v=leaves[4])
+            torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
+            grad = torch.randn(out.shape, generator=g)
+            for a, b in zip(torch.autograd.grad(out, leaves, grad), torch.autograd.grad(ref, leaves, grad)):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    print("baseline ok")
+""").replace("{SELF}", repr(SELF)).replace("{CROSS_Q}", repr(CROSS_Q)).replace("{CROSS_K}", repr(CROSS_K))
+
+
+def test_baseline_isa_build_matches_reference(tmp_path):
+    """The kernels built for CPUs without AVX2 (forced by LAMFAST_CPU_ISA=baseline, which
+    the kernels read once per process, hence the child process) on every head dim."""
+    kw = same_lamfast(tmp_path)
+    kw["env"]["LAMFAST_CPU_ISA"] = "baseline"
+    r = subprocess.run([sys.executable, "-c", BASELINE_CHILD], capture_output=True, text=True,
+                       timeout=300, **kw)
+    assert r.returncode == 0 and "baseline ok" in r.stdout, r.stderr[-3000:]
