@@ -1,7 +1,5 @@
 """Inputs shared by the labelling tests: a tiny saved model and synthetic catalogue files."""
 
-import contextlib
-
 import numpy as np
 
 from lamfast import LAM, LAMConfig, Normalizer
@@ -13,20 +11,6 @@ TINY = LAMConfig(width=16, encoder_heads=(2, 1), encoder_ffn=(32, 16), decoder_h
                  decoder_ffn=(24, 12, 8), head_mlp=(20, 10), dropout=0.0)
 REQUEST = ["teff", "logg", "m_h"]
 EMPTY_ROWS = (3, 150)   # stars whose inputs are all missing (flagged, never dropped)
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny models run fastest on one thread; several OpenMP threads on a busy shared
-    machine can be 100x slower (spinning barriers)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def synthetic_catalog(n, seed):

@@ -26,6 +26,21 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One torch thread for a module of tiny models: several OpenMP threads on a busy
+    shared machine can be 100x slower (spinning barriers). Use with
+    ``pytestmark = pytest.mark.usefixtures("single_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def same_lamfast(cwd) -> dict:
     """subprocess.run kwargs so a child imports the very lamfast this test imported
     (the installed one in CI, the checkout in development), never a stray copy."""

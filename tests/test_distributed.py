@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _label_data import one_torch_thread, save_tiny_model, synthetic_catalog
+from _label_data import save_tiny_model, synthetic_catalog
 
 import lamfast
 import lamfast.cli
@@ -19,10 +19,7 @@ label_module = importlib.import_module("lamfast.label")  # `lamfast.label` itsel
 from lamfast.distributed import label_distributed
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

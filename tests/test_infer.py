@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from _label_data import TINY, one_torch_thread
+from _label_data import TINY
 
 import lamfast
 from lamfast import LAM, Normalizer
@@ -18,10 +18,7 @@ from lamfast.infer import Predictor, _gather, load_model, model_hash, resolve_de
 COLUMNS = ["bp0", "bp1", "bp2", "bp3", "rp0", "rp1", "rp2", "jh", "jk", "bprp", "logebv"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _model(rng):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _label_data import EMPTY_ROWS, REQUEST, one_torch_thread, save_tiny_model, synthetic_catalog, write_inputs
+from _label_data import EMPTY_ROWS, REQUEST, save_tiny_model, synthetic_catalog, write_inputs
 from conftest import same_lamfast
 
 import lamfast
@@ -27,10 +27,7 @@ from lamfast.label import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
