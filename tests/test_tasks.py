@@ -8,6 +8,7 @@ import torch
 from lamfast import LAM, LAMConfig
 from lamfast.demo import sample_catalogue_path
 from lamfast.infer import default_model_path
+from lamfast.io.catalog import Catalog
 from lamfast.io.paper_hdf5 import read_paper_hdf5
 from lamfast.reference_stats import paper_normalizer
 from lamfast.tasks import (
@@ -22,6 +23,17 @@ from lamfast.tasks import (
 from lamfast.tasks.common import XP_TOKENS
 from lamfast.tasks.extinction import summary_table
 from lamfast.tasks.inpaint import evaluate_inpainting
+from lamfast.tasks.loci import (
+    DWARF_LOGG,
+    LOW_EXTINCTION,
+    Locus,
+    catalog_column,
+    giant_branch,
+    locus_scatter,
+    main_sequence,
+    stable_fixed_point,
+    trace_branch,
+)
 from lamfast.xp import load_basis, sample
 
 torch.set_num_threads(1)
@@ -196,7 +208,115 @@ def test_task_cli_writes_png_and_report(tmp_path, tiny_model):
     tiny_model.save(tmp_path / "m")
     assert main(["task", "loci", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "loci.png").stat().st_size > 10_000
-    assert "Giant-branch loci" in (tmp_path / "o" / "tasks.md").read_text()
+    assert "giant branch and main sequence" in (tmp_path / "o" / "tasks.md").read_text()
+
+
+class FixedPointStub:
+    """Observables encode logg: via token v = logg + 0.1 * teff/1000 (jh: teff/1000); reading
+    logg back gives f(x) = x - 0.2 (x - a)(x - 3)(x - b) / (b - a) with a = 2, b = dwarf(teff), so
+    stable fixed points sit at 2 and at dwarf(teff) = 4.2 + (6000 - teff) / 4000, unstable at 3."""
+
+    vocab = "stub"
+
+    class config:
+        context_length = 8
+
+    @staticmethod
+    def dwarf(teff):
+        return 4.2 + (6000.0 - teff) / 4000.0
+
+    def predict(self, values, columns, request, **kwargs):
+        col = {c: values[:, i].astype(np.float64) for i, c in enumerate(columns)}
+        teff, n = col["teff"], len(values)
+        out = {}
+        for r in request:
+            if r == "logg" and "v0" in col:
+                x = col["v0"] - 0.1 * teff / 1000
+                b = self.dwarf(teff)
+                out[r] = x - 0.2 * (x - 2) * (x - 3) * (x - b) / (b - 2)
+            elif r in ("v0", "v1"):
+                out[r] = col["logg"] + 0.1 * teff / 1000
+            else:                                 # any other request: teff / 1000
+                out[r] = teff / 1000
+            out[f"{r}_error"] = np.full(n, 0.05)
+        return out
+
+
+def test_stable_fixed_point_picks_the_stable_crossing_nearest_start():
+    x = np.linspace(0.0, 6.0, 61)
+    f = x - (x - 1.0) * (x - 2.5) * (x - 4.3)            # stable at 1 and 4.3, unstable at 2.5
+    mapped = np.stack([f, f, x + 0.5, x - 0.5 + 0 * f])  # the last two: no fixed point at all
+    root, err = stable_fixed_point(x, mapped, np.full_like(mapped, 0.1), start=4.0)
+    assert root[0] == pytest.approx(4.3, abs=2e-3) and np.isnan(root[2:]).all()
+    near_low, _ = stable_fixed_point(x, mapped[:1], np.ones((1, 61)), start=2.0)
+    assert near_low[0] == pytest.approx(1.0, abs=2e-3)
+    np.testing.assert_allclose(err[:2], 0.1)
+    assert np.isnan(err[2:]).all()
+
+
+def test_trace_branch_finds_the_branch_inside_the_window():
+    stub = FixedPointStub()
+    teff = np.linspace(6400, 4100, 7)
+    dwarfs = trace_branch(stub, "teff", teff, window=(3.5, 5.5), start=4.5, fixed={"m_h": 0.0},
+                          request=("jh",), via=("v0", "v1"), steps=81)
+    assert dwarfs.request == ["logg", "jh"] and dwarfs.value.shape == dwarfs.error.shape == (7, 2)
+    np.testing.assert_allclose(dwarfs.column("logg"), stub.dwarf(teff), atol=5e-3)
+    np.testing.assert_allclose(dwarfs.column("jh"), teff / 1000)
+    giants = trace_branch(stub, "teff", teff, window=(1.0, 3.4), start=1.5, fixed={"m_h": 0.0},
+                          request=("jh",), via=("v0",), steps=49)
+    np.testing.assert_allclose(giants.column("logg"), 2.0, atol=5e-3)
+    none = trace_branch(stub, "teff", teff, window=(2.4, 2.9), fixed={"m_h": 0.0}, via=("v0",))
+    assert np.isnan(none.value).all() and np.isnan(none.error).all()     # no stable point there
+    with pytest.raises(ValueError, match="window"):
+        trace_branch(stub, "teff", teff, window=(4.0, 3.0), via=("v0",))
+    with pytest.raises(ValueError, match="outside the window"):
+        trace_branch(stub, "teff", teff, window=(3.5, 5.5), start=6.0, via=("v0",))
+    with pytest.raises(ValueError, match="context"):
+        trace_branch(stub, "teff", teff, via=tuple(f"v{i}" for i in range(9)))
+    with pytest.raises(ValueError, match="via tokens"):
+        trace_branch(stub, "teff", teff, fixed={"m_h": 0.0}, via=("m_h",))
+    with pytest.raises(ValueError, match="both given and requested"):
+        trace_branch(stub, "teff", teff, request=("logg",), via=("v0",))
+
+
+def _catalog(**cols):
+    names = list(cols)
+    values = np.stack([np.asarray(cols[k], dtype=np.float32) for k in names], axis=1)
+    return Catalog(names, values, np.full_like(values, np.nan), np.arange(len(values), dtype=np.int64))
+
+
+def test_locus_scatter_is_the_median_offset_of_matching_stars(rng):
+    grid = np.linspace(1.0, 3.5, 6)                                     # logg swept
+    teff = 4000 + 400 * (grid - 1.0)                                    # a straight locus
+    lo = Locus("logg", grid, {"m_h": 0.0}, ["teff"], teff[:, None], np.ones((6, 1)), "giant branch")
+    g = rng.uniform(1.0, 3.5, 40)
+    off = rng.normal(0, 100, 40)
+    mh = np.where(np.arange(40) < 30, rng.uniform(-0.1, 0.1, 40), 0.5)  # the last 10: other [M/H]
+    cat = _catalog(logg=np.r_[g, 0.5, 4.0], teff=np.r_[4000 + 400 * (g - 1.0) + off, 1e4, 1e4],
+                   m_h=np.r_[mh, 0.0, 0.0])                             # two stars outside the range
+    fit = locus_scatter(lo, cat, "logg", "teff")
+    assert fit.stars == 30
+    assert fit.median_abs_offset == pytest.approx(np.median(np.abs(off[:30])), rel=1e-4)
+    mask = np.zeros(42, bool)
+    mask[:5] = True
+    assert locus_scatter(lo, cat, "logg", "teff", stars=mask).stars == 5
+    with pytest.raises(ValueError, match="boolean mask"):
+        locus_scatter(lo, cat, "logg", "teff", stars=mask[:5])
+    wavy = lo._replace(value=np.array([[4000.0], [4500], [4300], [4800], [4700], [5000]]))
+    with pytest.raises(ValueError, match="not monotone"):
+        locus_scatter(wavy, cat, "teff", "logg")
+    empty = lo._replace(value=np.full((6, 1), np.nan))
+    assert locus_scatter(empty, cat, "logg", "teff").stars == 0
+
+
+def test_xp_colour_is_derived_for_loci_and_catalogues():
+    lo = Locus("teff", np.array([5000.0, 6000.0]), {}, ["bp0", "rp0"], np.array([[1.0, 1.0], [2.0, 1.0]]),
+               np.array([[0.1, 0.0], [0.0, 0.1]]))
+    np.testing.assert_allclose(lo.column("xp_colour"), [0.0, -2.5 * np.log10(2.0)])
+    np.testing.assert_allclose(lo.column_error("xp_colour"), 2.5 / np.log(10) * np.array([0.1, 0.1]))
+    assert lo.column_error("teff") is None
+    cat = _catalog(bp0=[1.0, 2.0], rp0=[1.0, 1.0])
+    np.testing.assert_allclose(catalog_column(cat, "xp_colour"), lo.column("xp_colour"))
 
 
 # ---- physics on the shipped default model ---------------------------------------------------------
@@ -222,3 +342,29 @@ def test_default_model_extinction_curve_falls_with_wavelength():
     law = 3.1 * (ccm89_odonnell94(wl) / ccm89_odonnell94([550.0])[0] - 1)
     band = (wl > 450) & (wl < 950)
     assert np.median(np.abs(curve.excess_normalised[band] - law[band])) < 0.3
+
+
+@needs_default
+def test_default_model_loci_follow_the_sample_stars(sample_stars):
+    """The giant branch (logg swept) lies within 175 K in Teff of the sample giants of its
+    [M/H] (measured 76 and 123 K; the old Teff sweep missed them by ~1000 K), and the
+    main sequence (self-consistent logg) within 0.25 dex in logg of the dwarfs (0.16)."""
+    giants = giant_branch("default", (-0.5, 0.0))
+    for lo in giants:
+        fit = locus_scatter(lo, sample_stars, "logg", "teff")
+        assert fit.stars > 50 and fit.median_abs_offset < 175, (lo.fixed, fit)
+        assert np.all(np.diff(lo.column("teff")) < 0)      # cooler up the branch
+        # the same test in logg at the stars' Teff, against the old recipe (Teff swept at
+        # E(B-V) = 0.02: 1.1-1.4 dex; the giant branch: 0.17-0.21 dex)
+        is_giant = sample_stars.column("logg") < 3.5
+        old = trace_locus("default", "teff", np.linspace(3700, 5300, 20),
+                          fixed={"m_h": lo.fixed["m_h"], "logebv": LOW_EXTINCTION}, request=("logg",))
+        assert locus_scatter(old, sample_stars, "teff", "logg", stars=is_giant).median_abs_offset > 0.8
+        assert locus_scatter(lo, sample_stars, "teff", "logg", stars=is_giant).median_abs_offset < 0.3
+    (dwarfs,) = main_sequence("default", (0.0,), n=12)
+    fit = locus_scatter(dwarfs, sample_stars, "teff", "logg", stars=sample_stars.column("logg") > DWARF_LOGG)
+    assert fit.stars > 50 and fit.median_abs_offset < 0.25, fit
+    logg = dwarfs.column("logg")
+    assert np.all(logg[np.isfinite(logg)] > 3.6) and np.isfinite(logg).sum() >= 10
+    at = np.interp(4500.0, dwarfs.grid[::-1], logg[::-1])
+    assert at > np.interp(4500.0, giants[1].column("teff")[::-1], giants[1].grid[::-1]) + 1.5

@@ -33,14 +33,23 @@ def run_inpaint(model, catalog, out: Path) -> dict:
 
 
 def run_loci(model, catalog, out: Path) -> dict:
-    from .loci import giant_branch, locus_scatter, plot_loci
+    from .loci import DWARF_LOGG, giant_branch, locus_scatter, main_sequence, plot_loci
 
-    loci = giant_branch(model)
-    plot_loci(out / "loci.png", loci, catalog)
-    return {"loci": [{"fixed": lo.fixed, "teff": lo.grid.tolist(),
-                      **{name: lo.column(name).tolist() for name in lo.request},
-                      "median_abs_logg_offset_of_stars": locus_scatter(lo, catalog, "teff", "logg")}
-                     for lo in loci]}
+    giants, dwarfs = giant_branch(model), main_sequence(model)
+    plot_loci(out / "loci.png", giants + dwarfs, catalog)
+    is_dwarf = catalog.column("logg") > DWARF_LOGG
+    # each branch scored along its exact (swept) quantity: Teff offset of giants at their
+    # logg, logg offset of dwarfs at their Teff; stars of the locus' [M/H] +- 0.15 dex
+    scored = [(lo, "logg", "teff", "K", None) for lo in giants] + \
+             [(lo, "teff", "logg", "dex", is_dwarf) for lo in dwarfs]
+    rows = []
+    for lo, x, y, unit, stars in scored:
+        fit = locus_scatter(lo, catalog, x, y, stars=stars)
+        rows.append({"name": lo.name, "fixed": lo.fixed, "sweep": lo.sweep,
+                     **{n: _finite_list(lo.column(n)) for n in (lo.sweep, *lo.request)},
+                     "offset": f"median |{y}_star - {y}_locus({x}_star)| [{unit}]",
+                     "median_abs_offset": _finite_list([fit.median_abs_offset])[0], "stars": fit.stars})
+    return {"loci": rows, "dwarf_logg_above": DWARF_LOGG}
 
 
 def run_extinction(model, catalog, out: Path) -> dict:
@@ -100,10 +109,20 @@ def markdown(results: dict, n_stars: int) -> str:
                   f"| coefficients where better | {r['fraction_model_better']:.0%} | {1 - r['fraction_model_better']:.0%} |",
                   "", f"lamfast median |z| = {r['median_abs_z']:.3f}.", ""]
     if "loci" in results:
-        lines += ["## Giant-branch loci (loci.png)", "", "| [M/H] | median abs(logg_star - logg_locus(Teff)) |",
-                  "|---|---|"]
-        lines += [f"| {lo['fixed']['m_h']:+.2f} | {lo['median_abs_logg_offset_of_stars']:.3f} |" for lo in results["loci"]["loci"]]
-        lines += ["", "Stars within ±0.15 dex of the locus [M/H] and inside its Teff range.", ""]
+        loci = results["loci"]["loci"]
+        lines += ["## Stellar loci: giant branch and main sequence (loci.png)", "",
+                  ("Giant branch: logg swept 3.5 -> 1.0 dex, Teff and colours predicted. Main sequence: Teff "
+                   "swept, logg solved self-consistently (generated XP + J-H read back) in 3.6-5.2 dex. "
+                   "How far the stars of the same [M/H] (±0.15 dex) lie from each locus:"), "",
+                  "| locus | [M/H] | stars | median offset |", "|---|---|---|---|"]
+        for lo in loci:
+            unit = lo["offset"].rsplit("[", 1)[-1].rstrip("]")
+            what = "abs(Teff_star - Teff_locus(logg_star))" if lo["sweep"] == "logg" else \
+                "abs(logg_star - logg_locus(Teff_star))"
+            value = "n/a" if lo["median_abs_offset"] is None else f"{lo['median_abs_offset']:.3g} {unit}"
+            lines.append(f"| {lo['name']} | {lo['fixed']['m_h']:+.2f} | {lo['stars']} | {what} = {value} |")
+        lines += ["", (f"Dwarfs: catalogue logg > {results['loci']['dwarf_logg_above']}; n/a: no stars or "
+                       "(main sequence) no self-consistent dwarf the model knows at that [M/H]."), ""]
     if "extinction" in results:
         e = results["extinction"]
         lines += ["## Extinction curve (extinction.png)", "",
@@ -115,6 +134,11 @@ def markdown(results: dict, n_stars: int) -> str:
         lines += ["", "E(440-550) per unit of the model's E(B-V) token, per star: "
                   + ", ".join(f"{v:.2f}" for v in e["b_minus_v_per_token_unit"]), ""]
     return "\n".join(lines)
+
+
+def _finite_list(a) -> list:
+    """JSON-able list with NaN as None (JSON has no NaN)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, dtype=np.float64)]
 
 
 def _public(result: dict) -> dict:
