@@ -288,8 +288,8 @@ class _Loaded:
 def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, list[str]]:
     """float32 [N, V] values of the input token columns of one unit, and their names."""
     if plan.columns is None:
-        known = set(model_input_columns(model, plan.request))
-        columns = [c for c in cat.columns if c in known]
+        have = set(cat.columns)
+        columns = [c for c in model_input_columns(model, plan.request) if c in have]
         if not columns:
             raise ValueError(f"{path}: none of its columns ({', '.join(cat.columns[:6])}, ...) is an "
                              "input token of the model")
@@ -306,9 +306,13 @@ def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, l
 
 
 def model_input_columns(model, request: Sequence[str]) -> list[str]:
-    """Tokens the model has normalisation stats for, minus the requested ones."""
+    """Tokens the model has normalisation stats for, minus the requested ones, most
+    informative first (:func:`lamfast.vocab.by_information`: the context cut keeps them)."""
+    from .vocab import by_information
+
     center = model.normalizer.center
-    return [t for t in model.vocab.tokens if np.isfinite(center[model.vocab.id(t)]) and t not in request]
+    return by_information(t for t in model.vocab.tokens
+                          if np.isfinite(center[model.vocab.id(t)]) and t not in request)
 
 
 def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None) -> _Loaded:
@@ -702,8 +706,10 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     request : token names to predict for every star.
     output : ``.parquet`` or ``.h5`` file; results of units go to ``OUT.parts/`` first.
     columns : input token columns; default every column of a file that the model has
-        normalisation stats for, except the requested ones. The first ``max_tokens`` (the
-        model's context length) present values of a star, in this order, are used. A
+        normalisation stats for, except the requested ones, scalars first and then XP
+        coefficients by rising order (:func:`lamfast.vocab.by_information`). The first
+        ``max_tokens`` (the model's context length) present values of a star, in this
+        order, are used. A
         listed column that a file lacks counts as missing for its stars.
     batch_size : stars per forward pass (bounds device memory).
     device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.

@@ -94,6 +94,20 @@ def _gelu(x):
     return F.gelu(x)  # exact erf form, as the paper
 
 
+def _warn_if_cut(values: np.ndarray, columns: Sequence[str], max_tokens: int) -> None:
+    """Warn when stars have more present values than the model will see."""
+    if len(columns) <= max_tokens:
+        return
+    cut = int(np.count_nonzero(np.count_nonzero(np.isfinite(values), axis=1) > max_tokens))
+    if cut:
+        import warnings
+
+        warnings.warn(f"{cut} of {len(values)} stars have more than {max_tokens} present values; "
+                      f"the model sees the first {max_tokens} in column order (max_tokens). "
+                      "Order columns most informative first, e.g. lamfast.vocab.by_information(columns).",
+                      stacklevel=3)
+
+
 # ---- layers ----------------------------------------------------------------------------
 
 class NonLinearEmbedding(nn.Module):
@@ -268,8 +282,10 @@ class LAM(nn.Module):
         request : token names to predict for every star.
         batch_size : stars per forward pass (memory is bounded by it).
         device : ``"auto"`` (CUDA if available), or any torch device; the model moves there.
-        max_tokens : keep at most this many present values per star (first in column order);
-            default ``config.context_length``, the set size the model was trained on.
+        max_tokens : keep at most this many present values per star (first in column order,
+            so list the most informative columns first: :func:`lamfast.vocab.by_information`);
+            default ``config.context_length``, the set size the model was trained on. A
+            warning says how many stars were cut.
         precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
 
         Returns
@@ -290,6 +306,7 @@ class LAM(nn.Module):
         if max_tokens is None:
             max_tokens = self.config.context_length
         values, _, _ = check_columns(values, columns, None, self.vocab)
+        _warn_if_cut(values, columns, max_tokens)
         n, r = values.shape[0], len(predictor.request)
         value, error = np.empty((n, r)), np.empty((n, r))
         no_input = np.empty(n, dtype=bool)

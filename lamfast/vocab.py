@@ -23,6 +23,22 @@ PAPER_TOKENS = XP + PHOTOMETRY + LABELS + ("logebv", "g_fakemag")
 PAPER_NON_OUTPUTS = ("bprp", "jk")
 
 
+def by_information(tokens: Iterable[str]) -> list[str]:
+    """``tokens`` reordered so that a cut to the first K present values keeps the most
+    informative: every scalar (colours, labels, extinction, ...) first, in the given
+    order, then XP coefficients by rising order, BP before RP (bp0 rp0 bp1 rp1 ...).
+
+    A model sees at most its context length (64) of a star's values, the first ones in
+    column order; in vocabulary order a full XP star would lose its colours and most of
+    RP (bp0..54, rp0..8), in this order it keeps them (8 scalars, bp0..27, rp0..27).
+    """
+    tokens = list(tokens)
+    xp_rank = {name: (i, 0) for i, name in enumerate(XP_BP)}
+    xp_rank.update({name: (i, 1) for i, name in enumerate(XP_RP)})
+    scalars = [t for t in tokens if t not in xp_rank]
+    return scalars + sorted((t for t in tokens if t in xp_rank), key=xp_rank.__getitem__)
+
+
 class Vocab:
     """Ordered token names; ``id(name)`` is the position + 1 (0 = padding).
 

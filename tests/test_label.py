@@ -50,7 +50,7 @@ def expected(model, paths, columns=None):
     cats = [read_parquet(paths[0]), read_paper_hdf5(paths[1])]
     out = []
     for k, cat in enumerate(cats):
-        cols = columns or [c for c in cat.columns if c in model_input_columns(model, REQUEST)]
+        cols = columns or [c for c in model_input_columns(model, REQUEST) if c in cat.columns]
         table = model.predict(cat.select(cols).values, cols, REQUEST, device="cpu", batch_size=10_000)
         out.append((k, cat.source_id, table))
     return out

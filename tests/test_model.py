@@ -228,3 +228,17 @@ def test_small_preset_matches_stock_model_fp32(rng):
     with torch.no_grad():
         for got, want in zip(_packed(lam, batch, request), _stock(stock, batch, request)):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+def test_predict_warns_when_stars_have_more_values_than_it_sees(rng):
+    columns = ["bp0", "bp1", "bp2", "rp0", "rp1", "jh", "jk", "bprp"]
+    model = LAM(TINY, normalizer=_random_normalizer(rng))
+    raw = rng.normal(size=(6, len(columns))).astype(np.float32)
+    raw[:2, 3:] = np.nan                              # 3 values: within a 4-token cut
+    with pytest.warns(UserWarning, match="4 of 6 stars have more than 4 present values"):
+        model.predict(raw, columns, request=["teff"], max_tokens=4, device="cpu")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(raw, columns, request=["teff"], device="cpu")   # context 64: nothing cut

@@ -79,3 +79,16 @@ def test_reference_stats_from_csv_and_config_agree(realdata, tmp_path):
     teff = from_csv.vocab.id("teff")
     assert 4000 < from_csv.center[teff] < 5500 and 300 < from_csv.scale[teff] < 800
     assert (from_csv.center[0], from_csv.scale[0]) == (0.0, 1.0)
+
+
+def test_by_information_puts_scalars_then_low_order_coefficients_first():
+    from lamfast.vocab import PAPER_TOKENS, by_information
+
+    order = by_information(PAPER_TOKENS)
+    assert sorted(order) == sorted(PAPER_TOKENS)
+    assert order[:8] == ["bprp", "jh", "jk", "teff", "logg", "m_h", "logebv", "g_fakemag"]
+    assert order[8:14] == ["bp0", "rp0", "bp1", "rp1", "bp2", "rp2"]
+    # the 64-token context of a full star keeps the headline inputs but bp28/rp28, bp29/rp29
+    assert set(order[:64]) >= {"bprp", "jh", "jk"} and set(order[8:64]) == {
+        f"{b}{i}" for b in ("bp", "rp") for i in range(28)}
+    assert by_information(["rp3", "jk", "bp10", "x"]) == ["jk", "x", "rp3", "bp10"]
