@@ -33,6 +33,7 @@ from lamfast.reference_stats import paper_normalizer
 from lamfast.vocab import HEADLINE_INPUTS
 
 from .common import device_name, torch_device, write_table
+from .flops import forward_macs
 
 REQUEST = ("teff", "logg", "m_h")
 
@@ -84,6 +85,8 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
             times[key].append(time.perf_counter() - t0)
     scale = torch.from_numpy(normalizer.scale[ids]).float().to(device)  # physical units per sd
     stock_rate = n / statistics.median(times[("stock", "fp32")])
+    lengths = batch.seqlens()
+    macs = {name: forward_macs(lam.config, lengths, r, stock=name == "stock") for name in run}
     rows = []
     for (name, p), ts in times.items():
         rate = n / statistics.median(ts)
@@ -93,6 +96,8 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
         rows.append({"preset": preset, "candidate": name, "precision": p, "stars": n,
                      "seconds": statistics.median(ts), "stars_per_s": rate,
                      "vs_stock_fp32": rate / stock_rate,
+                     "mmac_per_star": macs[name] / n / 1e6,
+                     "gmac_per_s": macs[name] / statistics.median(ts) / 1e9,
                      "max_dteff_K": diff[0], "max_dlogg_dex": diff[1], "max_dmh_dex": diff[2],
                      "teff_vs_stock_fp32_K": vs_stock_fp32[0]})
     return rows
@@ -121,7 +126,11 @@ def main(argv=None) -> list[dict]:
                 notes=(f"63 tokens in, 3 requests out{threads}; median of {repeats} interleaved "
                        "runs; vs_stock_fp32 = stars/s over the stock model in fp32; max_d* = "
                        "largest |difference| from the same candidate in fp32 (random-init "
-                       "weights, physical units via the paper's normalisation). Command: "
+                       "weights, physical units via the paper's normalisation); mmac_per_star "
+                       "= work per star (benchmarks/flops.py: the stock model repeats the "
+                       "memory projection per request), so equal MAC rates would give lamfast "
+                       "the ratio of the two mmac_per_star (the FLOP ceiling; "
+                       "beyond it, speed comes from efficiency). Command: "
                        f"`python -m benchmarks.bench_model{' --quick' if args.quick else ''}`"))
     return rows
 

@@ -108,3 +108,37 @@ def test_runner_summarises_this_runs_quick_tables_only(results, monkeypatch):
     assert "mode: quick; failed: silent (wrote no silent-quick.md), broken" in summary
     assert "## fake good (quick)" in summary
     assert "full " not in summary and "stale" not in summary
+
+
+@pytest.mark.parametrize("lengths", [[5, 1, 7], [0, 2, 2], [9]])
+def test_mac_counts_match_torch_flop_counter(lengths):
+    """benchmarks.flops counts what torch's FlopCounterMode sees of both models' dense layers
+    (their attention is a custom / fused kernel that it does not count)."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.flops import forward_macs
+    from lamfast import LAM, LAMConfig
+    from lamfast.baselines.stock_model import StockLAM
+
+    cfg = LAMConfig(width=16, encoder_heads=(2, 1), encoder_ffn=(32, 16), decoder_heads=(2, 1, 1),
+                    decoder_ffn=(24, 12, 8), head_mlp=(20, 10), dropout=0.0)
+    lam = LAM(cfg).eval()
+    stock = StockLAM.from_lam(lam).eval()
+    n, r, width = len(lengths), 2, max(max(lengths), 1)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 110, (n, width), generator=g)
+    values = torch.randn(n, width, generator=g)
+    valid = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
+    tokens, values = tokens * valid, values * valid
+    cu = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32)
+    requests = torch.tensor([114, 115])
+    with torch.no_grad(), FlopCounterMode(display=False) as packed:
+        lam(tokens[valid].int(), values[valid], cu, width, requests.repeat(n).int(),
+            torch.arange(0, n * r + 1, r, dtype=torch.int32), r)
+    with torch.no_grad(), FlopCounterMode(display=False) as padded:
+        stock.predict_many(values, tokens, requests)
+    assert packed.get_total_flops() == 2 * forward_macs(cfg, lengths, r, attention=False)
+    assert padded.get_total_flops() == 2 * forward_macs(cfg, lengths, r, stock=True, attention=False)
+    assert forward_macs(cfg, lengths, r, stock=True) > forward_macs(cfg, lengths, r)
