@@ -37,6 +37,40 @@ MAX_HEAD_DIM = 64
 # ---- kernels ---------------------------------------------------------------------------
 
 @triton.jit
+def _load_key_block(K, V, cols, k_eos, h, offs_d, d_ok, stride_kt, stride_kh, stride_vt, stride_vh):
+    """Keys and values of head h at token rows ``cols`` (< k_eos), zeros elsewhere:
+    k, v [BN, BD], col_ok [BN], kv_mask [BN, BD]."""
+    col_ok = cols < k_eos
+    kv_mask = col_ok[:, None] & d_ok[None, :]
+    k = tl.load(K + cols[:, None] * stride_kt + h * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(V + cols[:, None] * stride_vt + h * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
+    return k, v, col_ok, kv_mask
+
+
+@triton.jit
+def _load_query_block(Q, DO, LSE, DELTA, rows, q_eos, h, offs_d, d_ok, stride_qt, stride_qh,
+                      head_dim, n_heads):
+    """What the backward needs of query rows ``rows`` (< q_eos) of head h: q, dO [BM, BD],
+    lse, delta [BM]; padded rows load zeros (finite p, zero gradient)."""
+    row_ok = rows < q_eos
+    q_mask = row_ok[:, None] & d_ok[None, :]
+    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :], mask=q_mask, other=0.0)
+    do = tl.load(DO + rows[:, None] * (n_heads * head_dim) + h * head_dim + offs_d[None, :],
+                 mask=q_mask, other=0.0)
+    lse = tl.load(LSE + rows * n_heads + h, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + rows * n_heads + h, mask=row_ok, other=0.0)
+    return q, do, lse, delta, q_mask
+
+
+@triton.jit
+def _probs_and_dscores(q, k, v, do, lse, delta, col_ok, scale_log2, PRECISION: tl.constexpr):
+    """Recomputed probabilities p and score gradients dS (without the scale) [BM, BN]."""
+    scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+    p = tl.where(col_ok[None, :], tl.exp2(scores - lse[:, None]), 0.0)
+    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+    return p, p * (dp - delta[:, None])
+
+@triton.jit
 def _attn_fwd_kernel(
     Q, K, V, BIAS_K, BIAS_V, O, LSE,          # O [Tq, H, D] contiguous, LSE [Tq, H] fp32
     CU_Q, CU_K, n_sets, sets_per_program,
@@ -75,13 +109,8 @@ def _attn_fwd_kernel(
                     l_i = tl.zeros((BLOCK_M,), tl.float32)
                     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
                 for n0 in range(k_bos, k_eos, BLOCK_N):
-                    cols = n0 + offs_n
-                    col_ok = cols < k_eos
-                    kv_mask = col_ok[:, None] & d_ok[None, :]
-                    k = tl.load(K + cols[:, None] * stride_kt + h * stride_kh + offs_d[None, :],
-                                mask=kv_mask, other=0.0)  # [BN, BD]
-                    v = tl.load(V + cols[:, None] * stride_vt + h * stride_vh + offs_d[None, :],
-                                mask=kv_mask, other=0.0)
+                    k, v, col_ok, _ = _load_key_block(K, V, n0 + offs_n, k_eos, h, offs_d, d_ok,
+                                                      stride_kt, stride_kh, stride_vt, stride_vh)
                     scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
                     scores = tl.where(col_ok[None, :], scores, float("-inf"))
                     # Every block has >= 1 valid column, so m_new is finite.
@@ -132,31 +161,16 @@ def _attn_bwd_kernel(
             # dK, dV: key blocks outside, query blocks inside.
             for n0 in range(k_bos, k_eos, BLOCK_N):
                 cols = n0 + offs_n
-                col_ok = cols < k_eos
-                kv_mask = col_ok[:, None] & d_ok[None, :]
-                k = tl.load(K + cols[:, None] * stride_kt + h * stride_kh + offs_d[None, :],
-                            mask=kv_mask, other=0.0)
-                v = tl.load(V + cols[:, None] * stride_vt + h * stride_vh + offs_d[None, :],
-                            mask=kv_mask, other=0.0)
+                k, v, col_ok, kv_mask = _load_key_block(K, V, cols, k_eos, h, offs_d, d_ok, stride_kt,
+                                                        stride_kh, stride_vt, stride_vh)
                 dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
                 dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
                 for m0 in range(q_bos, q_eos, BLOCK_M):
-                    rows = m0 + offs_m
-                    row_ok = rows < q_eos
-                    q_mask = row_ok[:, None] & d_ok[None, :]
-                    # Padded rows load q = dO = lse = delta = 0: finite p, zero gradient.
-                    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
-                                mask=q_mask, other=0.0)
-                    do = tl.load(DO + rows[:, None] * row_stride + h * head_dim + offs_d[None, :],
-                                 mask=q_mask, other=0.0)
-                    lse = tl.load(LSE + rows * n_heads + h, mask=row_ok, other=0.0)
-                    delta = tl.load(DELTA + rows * n_heads + h, mask=row_ok, other=0.0)
-                    scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-                    p = tl.exp2(scores - lse[:, None])
-                    p = tl.where(col_ok[None, :], p, 0.0)                      # [BM, BN]
+                    q, do, lse, delta, q_mask = _load_query_block(
+                        Q, DO, LSE, DELTA, m0 + offs_m, q_eos, h, offs_d, d_ok, stride_qt, stride_qh,
+                        head_dim, n_heads)
+                    p, ds = _probs_and_dscores(q, k, v, do, lse, delta, col_ok, scale_log2, PRECISION)
                     dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
-                    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-                    ds = p * (dp - delta[:, None])
                     dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
                 kv_out = cols[:, None] * row_stride + h * head_dim + offs_d[None, :]
                 tl.store(DK + kv_out, (dk * scale).to(DK.dtype.element_ty), mask=kv_mask)
@@ -164,14 +178,9 @@ def _attn_bwd_kernel(
             # dQ and the bias slot: query blocks outside, key blocks inside.
             for m0 in range(q_bos, q_eos, BLOCK_M):
                 rows = m0 + offs_m
-                row_ok = rows < q_eos
-                q_mask = row_ok[:, None] & d_ok[None, :]
-                q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + offs_d[None, :],
-                            mask=q_mask, other=0.0)
-                do = tl.load(DO + rows[:, None] * row_stride + h * head_dim + offs_d[None, :],
-                             mask=q_mask, other=0.0)
-                lse = tl.load(LSE + rows * n_heads + h, mask=row_ok, other=0.0)
-                delta = tl.load(DELTA + rows * n_heads + h, mask=row_ok, other=0.0)
+                q, do, lse, delta, q_mask = _load_query_block(
+                    Q, DO, LSE, DELTA, rows, q_eos, h, offs_d, d_ok, stride_qt, stride_qh, head_dim,
+                    n_heads)
                 dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
                 if HAS_BIAS:
                     q32 = q.to(tl.float32)
@@ -182,18 +191,9 @@ def _attn_bwd_kernel(
                     dbk += tl.sum(ds_bias[:, None] * q32, axis=0)
                     dbv += tl.sum(p_bias[:, None] * do32, axis=0)
                 for n0 in range(k_bos, k_eos, BLOCK_N):
-                    cols = n0 + offs_n
-                    col_ok = cols < k_eos
-                    kv_mask = col_ok[:, None] & d_ok[None, :]
-                    k = tl.load(K + cols[:, None] * stride_kt + h * stride_kh + offs_d[None, :],
-                                mask=kv_mask, other=0.0)
-                    v = tl.load(V + cols[:, None] * stride_vt + h * stride_vh + offs_d[None, :],
-                                mask=kv_mask, other=0.0)
-                    scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-                    p = tl.exp2(scores - lse[:, None])
-                    p = tl.where(col_ok[None, :], p, 0.0)
-                    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-                    ds = p * (dp - delta[:, None])
+                    k, v, col_ok, _ = _load_key_block(K, V, n0 + offs_n, k_eos, h, offs_d, d_ok,
+                                                      stride_kt, stride_kh, stride_vt, stride_vh)
+                    p, ds = _probs_and_dscores(q, k, v, do, lse, delta, col_ok, scale_log2, PRECISION)
                     dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
                 dq_ptrs = DQ + rows[:, None] * row_stride + h * head_dim + offs_d[None, :]
                 tl.store(dq_ptrs, (dq * scale).to(DQ.dtype.element_ty), mask=q_mask)
