@@ -107,3 +107,15 @@ def test_export_checkpoint_gives_the_trained_model(stars, tmp_path):
         for (name, a), (_, b) in zip(model.state_dict().items(), m.state_dict().items()):
             assert torch.equal(a, b), name
     assert reloaded.normalizer == model.normalizer
+
+
+def test_init_from_starts_at_the_saved_weights_and_normalisation(stars, tmp_path):
+    first, _ = train(config(tmp_path / "a", epochs=1), *stars, progress=False)
+    saved = tmp_path / "a" / "run" / "model"
+    trainer = Trainer(config(tmp_path / "b", init_from=str(saved), dropout=0.0), *stars)
+    for (name, a), (_, b) in zip(first.state_dict().items(), trainer.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    np.testing.assert_array_equal(trainer.normalizer.center, first.normalizer.center)
+    wider = {**TINY, "width": 32}
+    with pytest.raises(ValueError, match="another architecture.*width"):
+        Trainer(config(tmp_path / "c", init_from=str(saved), model_overrides=wider), *stars)
