@@ -46,6 +46,14 @@ def evaluate(truth, truth_err, pred, pred_err=None) -> dict:
     return out
 
 
+def _shown(model: str) -> str:
+    """The model as the table names it: repo-relative inside the checkout, else its folder
+    name (results never carry a path of the machine they were made on)."""
+    path = Path(model).resolve()
+    repo = Path(__file__).resolve().parents[1]
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
+
+
 def main(argv=None) -> dict:
     from lamfast.baselines.xgboost import XGBoostExpert
     from lamfast.io.paper_hdf5 import read_paper_hdf5
@@ -110,7 +118,7 @@ def _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
     info = stamp("cpu")
     lines = ["## Accuracy on real stars: APOGEE DR17 x Gaia DR3 XP (test split)", "",
              " | ".join(f"{k}: {v}" for k, v in info.items()), "",
-             f"model: `{args.model}`; data: `{Path(args.data).name}` ({n_train:,} training stars); "
+             f"model: `{_shown(args.model)}`; data: `{Path(args.data).name}` ({n_train:,} training stars); "
              f"XGBoost: {args.xgb_trees} trees max, early stopping on the validation split, "
              f"fit in {xgb_s:.0f} s; lamfast predicted the test stars in {lam_s:.1f} s.", "",
              "| model | stars | Teff scatter [K] | logg scatter [dex] | [M/H] scatter [dex] | "
