@@ -58,13 +58,11 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
 
 
 def _plot(path: Path, truth, predicted) -> None:
-    try:
-        import matplotlib
-    except ImportError:  # optional: the numbers still print
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .tasks.common import pyplot, save_figure
 
+    plt = pyplot()
+    if plt is None:  # matplotlib is optional: the numbers still print
+        return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharex=True, sharey=True)
     for ax, (name, t, g, m) in zip(axes, (
             ("APOGEE DR17", truth.column("teff"), truth.column("logg"), truth.column("m_h")),
@@ -73,8 +71,7 @@ def _plot(path: Path, truth, predicted) -> None:
         ax.set(title=name, xlabel="Teff [K]", xlim=(7500, 3000), ylim=(5.5, -0.5))
     axes[0].set_ylabel("logg [dex]")
     fig.colorbar(sc, ax=axes, label="[M/H] [dex]")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def add_parser(sub) -> None:

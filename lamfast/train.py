@@ -38,6 +38,7 @@ class TrainConfig:
     # sampler (paper defaults)
     context: int = 64
     max_blank: int = 59
+    full_context_share: float = 0.0  # share of epochs drawn unblanked (inputs = full context)
     n_outputs: int = 1            # requests per star per step (paper: 1)
     exclude_inputs: bool = False  # never request a token that is among the inputs
     label_weight: int = 1         # draw weight of teff/logg/m_h vs 1 for other outputs
@@ -79,6 +80,15 @@ def robust_scatter(x: np.ndarray) -> float:
 
 def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
+
+
+def epoch_max_blank(cfg: TrainConfig, epoch: int) -> int:
+    """The sampler's max_blank in ``epoch``: 0 in a ``full_context_share`` of the epochs,
+    spread evenly, so that the model also trains at the full context that labelling uses."""
+    share = cfg.full_context_share
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"full_context_share must be in [0, 1], got {share!r}")
+    return 0 if math.floor((epoch + 1) * share) > math.floor(epoch * share) else cfg.max_blank
 
 
 def _slice(t: dict, a: int, b: int) -> dict:
@@ -227,7 +237,7 @@ class Trainer:
         s = self.train_set
         b = sample_training(s.values[mine], s.columns, errors=s.errors[mine], epoch=epoch,
                             seed=self.cfg.seed, context=self.cfg.context,
-                            max_blank=self.cfg.max_blank, n_outputs=self.cfg.n_outputs,
+                            max_blank=epoch_max_blank(self.cfg, epoch), n_outputs=self.cfg.n_outputs,
                             outputs=self.outputs, exclude_inputs=self.cfg.exclude_inputs,
                             star_ids=mine.astype(np.int64), normalizer=self.normalizer)
         return {k: getattr(b, k) for k in ("token_id", "value", "cu_seqlens", "target_id",

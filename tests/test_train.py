@@ -8,7 +8,7 @@ import torch
 
 from conftest import same_lamfast
 from lamfast.data.synthetic import make_synthetic
-from lamfast.train import TrainConfig, Trainer, TrainingDiverged, _epoch_order, train
+from lamfast.train import TrainConfig, Trainer, TrainingDiverged, _epoch_order, epoch_max_blank, train
 
 TINY = dict(width=16, encoder_heads=[2], encoder_ffn=[32], decoder_heads=[2], decoder_ffn=[32],
             head_mlp=[32])
@@ -74,6 +74,20 @@ def test_ranks_draw_disjoint_shards_covering_the_epoch():
     together = np.concatenate(shards)
     assert len(np.unique(together)) == len(together) == per_rank * world
     assert not np.array_equal(order, _epoch_order(0, 6, 1001))
+
+
+@pytest.mark.parametrize("share, unblanked", [(0.0, 0), (0.25, 3), (0.5, 6), (1.0, 12)])
+def test_full_context_epochs_are_spread_evenly(share, unblanked):
+    cfg = TrainConfig(max_blank=59, full_context_share=share)
+    blanks = [epoch_max_blank(cfg, e) for e in range(12)]
+    assert blanks.count(0) == unblanked and set(blanks) <= {0, 59}
+    if 0 < share < 1:  # never two unblanked epochs in a row
+        assert all(a or b for a, b in zip(blanks, blanks[1:]))
+
+
+def test_full_context_share_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="full_context_share"):
+        epoch_max_blank(TrainConfig(full_context_share=1.5), 0)
 
 
 def test_cli_with_two_gloo_processes(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -75,3 +76,16 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path, *, tight: bool = True) -> Path:
+    """Write ``fig`` to ``path`` atomically (format from the suffix), then free it."""
+    from ..atomic import atomic_path
+
+    if tight:
+        fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or None)
+    pyplot().close(fig)
+    return path

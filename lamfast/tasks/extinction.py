@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import as_model, pyplot
+from .common import as_model, pyplot, save_figure
 
 B_NM, V_NM = 440.0, 550.0
 REPORT_NM = (400.0, 440.0, 500.0, 550.0, 600.0, 700.0, 800.0, 900.0, 1000.0)
@@ -148,10 +148,7 @@ def plot_extinction(path, curve: ExtinctionCurve, r_v: float = 3.1) -> Path | No
     ax.plot(wl, law, "k--", lw=1.5, label="CCM89 + O'Donnell94")
     ax.set(xlabel="wavelength [nm]", ylabel="A(λ) / A(550 nm)", title="implied extinction curve")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _at(wl, curves, nm) -> np.ndarray:

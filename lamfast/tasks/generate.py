@@ -22,6 +22,7 @@ from .common import (
     inputs_from,
     predict_arrays,
     pyplot,
+    save_figure,
 )
 
 
@@ -127,7 +128,4 @@ def plot_comparison(path, result: dict, n_stars: int = 4) -> Path | None:
     ax.set(xlabel="coefficient (BP 0-54 | RP 0-54)", ylabel="median |obs - gen| / σ_total",
            title=f"{result['stars']} stars, inputs {', '.join(result['inputs'])}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

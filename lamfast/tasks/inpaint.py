@@ -20,6 +20,7 @@ from .common import (
     predict_arrays,
     pyplot,
     robust_scatter,
+    save_figure,
 )
 
 DEFAULT_GIVEN = tuple(f"bp{i}" for i in range(10)) + tuple(f"rp{i}" for i in range(10))
@@ -199,7 +200,4 @@ def plot_inpainting(path, result: dict) -> Path | None:
         ax.plot(wl, f_base[i] / scale + off, color="0.5", ls=":", label="baseline" if j == 0 else None)
     ax.set(xlabel="wavelength [nm]", ylabel="flux / max + offset", title="spectra from inpainted coefficients")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -54,7 +54,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..vocab import HEADLINE_INPUTS, PAPER_NON_OUTPUTS
-from .common import as_model, inputs_from, predict_arrays, pyplot
+from .common import as_model, inputs_from, predict_arrays, pyplot, save_figure
 
 # bprp and jk are never training outputs (the paper's recipe): their heads are untrained, so
 # the loci request the trained jh and the XP colour index (bp0, rp0) instead (see DERIVED).
@@ -354,9 +354,7 @@ def plot_loci(path, loci: Sequence[Locus], catalog=None, *, m_h_range=(-1.2, 0.5
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), label="[M/H] [dex]",
                  fraction=0.02, pad=0.01)
     fig.suptitle("stellar loci of the model over the stars (colour = [M/H]); band / bars = ±1σ predicted")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, tight=False)
 
 
 def _family_label(family: str, loci: Sequence[Locus]) -> str:
