@@ -242,3 +242,26 @@ def test_predict_warns_when_stars_have_more_values_than_it_sees(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(raw, columns, request=["teff"], device="cpu")   # context 64: nothing cut
+
+
+@pytest.mark.skipif(lamfast.model._LINEAR_POINTWISE is None,
+                    reason="this torch build has no oneDNN (mkldnn) fused linear")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cpu_inference_matches_the_autograd_path(rng, dtype, monkeypatch):
+    """Without autograd on CPU every dense+GELU is one oneDNN call; values as the plain path."""
+    lam = _perturbed(LAM(TINY), rng)
+    real, calls = lamfast.model._LINEAR_POINTWISE, []
+    monkeypatch.setattr(lamfast.model, "_LINEAR_POINTWISE", lambda *a: calls.append(1) or real(*a))
+    columns = list(PAPER.tokens[:40:3]) + ["jh", "bprp"]
+    batch = lamfast.tokenize(_stars(rng, 23, columns), columns)
+    request = PAPER.ids(["teff", "logg", "bp3"])
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        with torch.no_grad():
+            fused = _packed(lam, batch, request)
+        assert len(calls) == len(TINY.encoder_ffn) + len(TINY.decoder_ffn) + len(TINY.head_mlp)
+        plain = [t.detach() for t in _packed(lam, batch, request)]  # autograd on: F.linear + F.gelu
+    assert len(calls) == len(TINY.encoder_ffn) + len(TINY.decoder_ffn) + len(TINY.head_mlp)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    for got, want in zip(fused, plain):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * float(want.abs().max()))
