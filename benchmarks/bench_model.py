@@ -19,7 +19,6 @@ trained model's sensitivity differs). Candidates run interleaved in one process.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -32,7 +31,7 @@ from lamfast.model import LAM
 from lamfast.reference_stats import paper_normalizer
 from lamfast.vocab import HEADLINE_INPUTS
 
-from .common import device_name, torch_device, write_table
+from .common import device_name, model_bench_parser, torch_device, write_table
 from .flops import forward_macs
 
 REQUEST = ("teff", "logg", "m_h")
@@ -104,13 +103,8 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", nargs="+", default=["lam-2024", "lam-small"])
+    p = model_bench_parser(__doc__, "small batch, few repeats (< 1 min)")
     p.add_argument("--stars", type=int, default=None, help="stars per batch (default 2048 CPU, 65536 GPU)")
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quick", action="store_true", help="small batch, few repeats (< 1 min)")
     args = p.parse_args(argv)
     device = torch_device(args.device, args.threads)
     stars = args.stars or (256 if args.quick else (2048 if device.type == "cpu" else 65536))

@@ -21,7 +21,6 @@ and the ratio to the stock model. CPU: fp32 with 2 threads by default; CUDA: bf1
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -33,7 +32,7 @@ from lamfast.baselines.stock_model import StockLAM
 from lamfast.loss import gaussian_nll
 from lamfast.train import Trainer, TrainConfig, _slice
 
-from .common import device_name, torch_device, write_table
+from .common import device_name, model_bench_parser, torch_device, write_table
 
 
 def training_batches(preset: str, n_stars: int, batch_size: int, device, seed: int = 0):
@@ -126,13 +125,8 @@ def bench_preset(preset: str, n_stars: int, batch_size: int, repeats: int, devic
 
 
 def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", nargs="+", default=["lam-2024", "lam-small"])
+    p = model_bench_parser(__doc__, "small batches, few steps (< 1 min)")
     p.add_argument("--batch-size", type=int, default=None, help="default 512 (CPU), 1024 (GPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed steps per candidate")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch and lamfast)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quick", action="store_true", help="small batches, few steps (< 1 min)")
     args = p.parse_args(argv)
     device = torch_device(args.device, args.threads)
     batch = args.batch_size or (128 if args.quick else (512 if device.type == "cpu" else 1024))

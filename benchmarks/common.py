@@ -3,6 +3,7 @@ writing one result table as CSV + markdown under benchmarks/results/<device>/.""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import os
@@ -152,3 +153,14 @@ def torch_device(name: str = "auto", threads: int = 2):
     if device.type == "cpu":
         torch.set_num_threads(threads)
     return device
+
+
+def model_bench_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """Flags shared by the model benchmarks: --presets, --repeats, --threads, --device, --quick."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--presets", nargs="+", default=["lam-2024", "lam-small"])
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per candidate")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch and lamfast)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
