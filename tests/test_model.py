@@ -248,19 +248,22 @@ def test_predict_warns_when_stars_have_more_values_than_it_sees(rng):
                     reason="this torch build has no oneDNN (mkldnn) fused linear")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_cpu_inference_matches_the_autograd_path(rng, dtype, monkeypatch):
-    """Without autograd on CPU every dense+GELU is one oneDNN call; values as the plain path."""
+    """Without autograd on CPU each dense layer (with its bias and GELU) is one oneDNN call;
+    values as on the plain path."""
     lam = _perturbed(LAM(TINY), rng)
     real, calls = lamfast.model._LINEAR_POINTWISE, []
     monkeypatch.setattr(lamfast.model, "_LINEAR_POINTWISE", lambda *a: calls.append(1) or real(*a))
     columns = list(PAPER.tokens[:40:3]) + ["jh", "bprp"]
     batch = lamfast.tokenize(_stars(rng, 23, columns), columns)
     request = PAPER.ids(["teff", "logg", "bp3"])
+    # 4 per block (q or qkv, out, ffn 1 and 2), the decoder memory's k/v, the head, mu, logvar
+    n_dense = 4 * (len(TINY.encoder_ffn) + len(TINY.decoder_ffn)) + 1 + len(TINY.head_mlp) + 2
     with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         with torch.no_grad():
             fused = _packed(lam, batch, request)
-        assert len(calls) == len(TINY.encoder_ffn) + len(TINY.decoder_ffn) + len(TINY.head_mlp)
-        plain = [t.detach() for t in _packed(lam, batch, request)]  # autograd on: F.linear + F.gelu
-    assert len(calls) == len(TINY.encoder_ffn) + len(TINY.decoder_ffn) + len(TINY.head_mlp)
+        assert len(calls) == n_dense
+        plain = [t.detach() for t in _packed(lam, batch, request)]  # autograd on: F.linear, F.gelu
+    assert len(calls) == n_dense
     tol = 1e-5 if dtype == torch.float32 else 3e-2
     for got, want in zip(fused, plain):
         assert got.dtype == want.dtype
