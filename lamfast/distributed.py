@@ -43,7 +43,7 @@ def _model(path: str, sha256: str, device: str):
 
 
 def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, parts: str, *,
-                    device: str = "auto", precision: str = "auto", batch_size: int = 4096,
+                    device: str = "auto", precision: str = "auto", batch_size: int | None = None,
                     threads: int | None = None) -> dict:
     """One Dask task: compute ``units`` (one input file's) of the plan into ``parts``,
     skipping those already done. Returns the job counters of :class:`LabelSummary`."""
@@ -60,7 +60,7 @@ def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, part
 
 def label_distributed(inputs, *, model: str | os.PathLike = "default",
                       request: Sequence[str] = ("teff", "logg", "m_h"), output: str | os.PathLike,
-                      columns: Sequence[str] | None = None, batch_size: int = 4096, device: str = "auto",
+                      columns: Sequence[str] | None = None, batch_size: int | None = None, device: str = "auto",
                       precision: str = "auto", resume: bool = False, chunk_rows: int = 65536,
                       scheduler: str | None = None, workers: int | None = None, processes: bool = True,
                       threads_per_worker: int = 1, gpus_per_worker: int = 0, retries: int = 2,

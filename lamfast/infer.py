@@ -132,6 +132,13 @@ class PreparedChunk:
     no_input: np.ndarray       # [N] bool, star has no token (predictions NaN)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Stars per forward pass when none is given: 256 on CPU, where a micro-batch's
+    activations stay in cache (1.4-1.8x the stars/s of 4096-star batches, for lamfast and
+    the stock model alike), 4096 on accelerators."""
+    return 256 if device.type == "cpu" else 4096
+
+
 class Predictor:
     """Predict ``request`` tokens of packed star batches with ``model``, in physical units.
 
@@ -141,20 +148,23 @@ class Predictor:
     request : token names to predict for every star.
     device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
     precision : ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on CUDA, else fp32).
-    batch_size : stars per forward pass (bounds activation memory).
+    batch_size : stars per forward pass (bounds activation memory); default
+        :func:`default_batch_size` of the device.
     sort_by_length : order stars by set length before cutting micro-batches (only done
         when lengths vary; outputs are scattered back to input order).
     """
 
     def __init__(self, model, request: Sequence[str] = ("teff", "logg", "m_h"), *,
                  device: str | torch.device = "auto", precision: str = "auto",
-                 batch_size: int = 4096, sort_by_length: bool = True):
+                 batch_size: int | None = None, sort_by_length: bool = True):
         self.request = check_request(model, request)
         self.request_ids = model.vocab.ids(self.request)               # [R] int32
+        self.device = resolve_device(device)
+        if batch_size is None:
+            batch_size = default_batch_size(self.device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.sort_by_length = sort_by_length
         self.model = model.to(self.device).eval()

@@ -693,7 +693,7 @@ def finished_output(output: Path, plan: LabelPlan) -> dict | None:
 
 
 def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str] = ("teff", "logg", "m_h"),
-          output: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int = 4096,
+          output: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int | None = None,
           device: str = "auto", precision: str = "auto", shard=None, resume: bool = False,
           chunk_rows: int = 65536, prefetch: int = 2, threads: int | None = None,
           progress: bool = True) -> LabelSummary:
@@ -711,7 +711,8 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
         ``max_tokens`` (the model's context length) present values of a star, in this
         order, are used. A
         listed column that a file lacks counts as missing for its stars.
-    batch_size : stars per forward pass (bounds device memory).
+    batch_size : stars per forward pass (bounds device memory); default 256 on CPU, 4096
+        on GPUs (:func:`lamfast.infer.default_batch_size`).
     device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
     precision : ``"fp32"``, ``"bf16"`` (autocast), ``"auto"`` (bf16 on CUDA, fp32 on CPU).
     shard : ``(K, N)`` or ``"K/N"``: compute only units K, K+N, ... and do not merge.
@@ -769,7 +770,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", "-o", help="OUT.parquet or OUT.h5")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    p.add_argument("--batch-size", type=int, default=4096, help="stars per forward pass")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="stars per forward pass (default 256 on CPU, 4096 on GPUs)")
     p.add_argument("--chunk-rows", type=int, default=65536, help="rows per work unit")
     p.add_argument("--shard", default=None, metavar="K/N", help="do units K, K+N, ... only (0 <= K < N)")
     p.add_argument("--resume", action="store_true", help="skip work units already done")

@@ -303,7 +303,7 @@ class LAM(nn.Module):
     # ---- inference --------------------------------------------------------------------
 
     def predict(self, values: np.ndarray, columns: Sequence[str],
-                request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int = 4096,
+                request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int | None = None,
                 device: str | torch.device = "auto", max_tokens: int | None = None,
                 threads: int | None = None, precision: str = "auto"):
         """Predict tokens of many stars, in physical units (via :class:`lamfast.infer.Predictor`).
@@ -313,7 +313,8 @@ class LAM(nn.Module):
         values : float32 [N, V], NaN = missing; raw (not standardised) catalogue values.
         columns : V token names.
         request : token names to predict for every star.
-        batch_size : stars per forward pass (memory is bounded by it).
+        batch_size : stars per forward pass (memory is bounded by it); default 256 on
+            CPU, 4096 on GPUs (:func:`lamfast.infer.default_batch_size`).
         device : ``"auto"`` (CUDA if available), or any torch device; the model moves there.
         max_tokens : keep at most this many present values per star (first in column order,
             so list the most informative columns first: :func:`lamfast.vocab.by_information`);
@@ -343,7 +344,7 @@ class LAM(nn.Module):
         n, r = values.shape[0], len(predictor.request)
         value, error = np.empty((n, r)), np.empty((n, r))
         no_input = np.empty(n, dtype=bool)
-        chunk = max(batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
+        chunk = max(predictor.batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
         try:
             for start in range(0, n, chunk):
                 batch = tokenize(values[start:start + chunk], columns, max_tokens=max_tokens,

@@ -13,7 +13,8 @@ import lamfast
 from lamfast import LAM, Normalizer
 from lamfast._prefetch import prefetch
 from lamfast.batch import Batch
-from lamfast.infer import Predictor, _gather, load_model, model_hash, resolve_device, resolve_model, resolve_precision
+from lamfast.infer import (Predictor, _gather, default_batch_size, load_model, model_hash, resolve_device,
+                           resolve_model, resolve_precision)
 
 COLUMNS = ["bp0", "bp1", "bp2", "bp3", "rp0", "rp1", "rp2", "jh", "jk", "bprp", "logebv"]
 
@@ -94,6 +95,9 @@ def test_predictor_errors(rng):
         Predictor(model, ["teff", "teff"])
     with pytest.raises(ValueError, match="batch_size"):
         Predictor(model, ["teff"], batch_size=0)
+    assert Predictor(model, ["teff"], device="cpu").batch_size == default_batch_size(torch.device("cpu")) == 256
+    assert Predictor(model, ["teff"], device="cpu", batch_size=7).batch_size == 7
+    assert default_batch_size(torch.device("cuda")) == 4096
     with pytest.raises(ValueError, match="no normalizer"):
         Predictor(LAM(TINY), ["teff"])
     with pytest.raises(ValueError, match="precision must be one of"):

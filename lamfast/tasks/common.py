@@ -26,7 +26,7 @@ def as_model(model):
 
 
 def predict_arrays(model, values: np.ndarray, columns: Sequence[str], request: Sequence[str],
-                   *, device: str = "cpu", batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                   *, device: str = "cpu", batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predictions as arrays: value, error float64 [N, R] (physical units, request order)."""
     values = np.ascontiguousarray(values, dtype=np.float32)
     table = model.predict(values, list(columns), list(request), device=device, batch_size=batch_size)
