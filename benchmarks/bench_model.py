@@ -104,11 +104,11 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
 
 def main(argv=None) -> list[dict]:
     p = model_bench_parser(__doc__, "small batch, few repeats (< 1 min)")
-    p.add_argument("--stars", type=int, default=None, help="stars per batch (default 2048 CPU, 65536 GPU)")
+    p.add_argument("--stars", type=int, default=None, help="stars per batch (default 256 CPU: the label micro-batch, the best size for both candidates there; 65536 GPU)")
     args = p.parse_args(argv)
     device = torch_device(args.device, args.threads)
-    stars = args.stars or (256 if args.quick else (2048 if device.type == "cpu" else 65536))
-    repeats = args.repeats or (3 if args.quick else 7)
+    stars = args.stars or (256 if args.quick or device.type == "cpu" else 65536)
+    repeats = args.repeats or (3 if args.quick else 15)
     rows = []
     for preset in args.presets:
         rows += bench_preset(preset, stars, repeats, device)
