@@ -134,7 +134,9 @@ def test_mac_counts_match_torch_flop_counter(lengths):
     tokens, values = tokens * valid, values * valid
     cu = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32)
     requests = torch.tensor([114, 115])
-    with torch.no_grad(), FlopCounterMode(display=False) as packed:
+    # autograd on: the fused oneDNN path of CPU inference does the same dense math but is
+    # invisible to the counter
+    with FlopCounterMode(display=False) as packed:
         lam(tokens[valid].int(), values[valid], cu, width, requests.repeat(n).int(),
             torch.arange(0, n * r + 1, r, dtype=torch.int32), r)
     with torch.no_grad(), FlopCounterMode(display=False) as padded:
