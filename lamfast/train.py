@@ -217,6 +217,7 @@ class Trainer:
         self.outputs = _output_list(train.columns, cfg.label_weight)
         self.epoch, self.step = 0, 0
         self.best = {}
+        self.elapsed_s = 0.0   # training wall time, carried over resumes
 
     # ---- one epoch ----------------------------------------------------------------------
 
@@ -321,7 +322,7 @@ class Trainer:
         return {"config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "normalizer": self.normalizer.to_dict(),
-                "torch_rng": torch.get_rng_state(), "best": self.best}
+                "torch_rng": torch.get_rng_state(), "best": self.best, "elapsed_s": self.elapsed_s}
 
     def save_checkpoint(self) -> Path:
         from .atomic import atomic_path
@@ -343,6 +344,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.elapsed_s = state.get("elapsed_s", 0.0)
         torch.set_rng_state(state["torch_rng"])
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -355,14 +357,14 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
         log_path = self.out / "log.csv"
         history = []
-        start = time.perf_counter()
+        start = time.perf_counter() - self.elapsed_s
         bar = tqdm(total=(self.cfg.epochs - self.epoch) * self.stars_per_rank, unit="star",
                    disable=not progress or self.rank != 0, desc="training")
         while self.epoch < self.cfg.epochs:
             train_loss = self.train_epoch(bar)
+            self.elapsed_s = time.perf_counter() - start
             row = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
-                   "lr": self.scheduler.get_last_lr()[0],
-                   "elapsed_s": round(time.perf_counter() - start, 2)}
+                   "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(self.elapsed_s, 2)}
             if self.val_set is not None and (self.epoch % self.cfg.eval_every == 0
                                              or self.epoch == self.cfg.epochs):
                 row.update(self.evaluate())

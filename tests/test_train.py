@@ -38,10 +38,15 @@ def test_loss_falls_and_outputs_are_written(stars, tmp_path):
 def test_resume_is_bit_for_bit(stars, tmp_path):
     straight, _ = train(config(tmp_path / "a", epochs=3), *stars, progress=False)
     train(config(tmp_path / "b", epochs=1), *stars, progress=False)
+    ckpt = tmp_path / "b" / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    assert state["elapsed_s"] > 0
+    torch.save({**state, "elapsed_s": 1000.0}, ckpt)  # as if the first run had taken long
     cfg = config(tmp_path / "b", epochs=3)
-    resumed, _ = train(cfg, *stars, resume=True, progress=False)
+    resumed, history = train(cfg, *stars, resume=True, progress=False)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
+    assert 1000.0 < history[0]["elapsed_s"] < history[1]["elapsed_s"]  # wall time carries over
 
 
 def test_resume_refuses_other_settings(stars, tmp_path):
