@@ -194,7 +194,8 @@ def main(argv=None) -> list[dict]:
         args.repeats = 1
     if not cuda:
         torch.set_num_threads(args.threads)
-    # CPU: cache-sized micro-batches, the best size for both candidates (lamfast.infer.default_batch_size)
+    # CPU: cache-sized micro-batches, the best size for both candidates
+    # (lamfast.infer.default_batch_size)
     batch_size, chunk_rows = (65536, 262144) if cuda else (256, 4096)
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,7 +104,9 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
 
 def main(argv=None) -> list[dict]:
     p = model_bench_parser(__doc__, "small batch, few repeats (< 1 min)")
-    p.add_argument("--stars", type=int, default=None, help="stars per batch (default 256 CPU: the label micro-batch, the best size for both candidates there; 65536 GPU)")
+    p.add_argument("--stars", type=int, default=None,
+                   help="stars per batch (default 256 on CPU, the label micro-batch and the best "
+                        "size for both candidates there; 65536 on GPU)")
     args = p.parse_args(argv)
     device = torch_device(args.device, args.threads)
     stars = args.stars or (256 if args.quick or device.type == "cpu" else 65536)

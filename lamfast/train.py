@@ -62,6 +62,10 @@ class TrainConfig:
     eval_stars: int = 5000        # validation stars scored (headline inputs -> labels)
     out_dir: str = "runs/lam"
 
+    def __post_init__(self):
+        if not 0.0 <= self.full_context_share <= 1.0:
+            raise ValueError(f"full_context_share must be in [0, 1], got {self.full_context_share!r}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -86,8 +90,6 @@ def epoch_max_blank(cfg: TrainConfig, epoch: int) -> int:
     """The sampler's max_blank in ``epoch``: 0 in a ``full_context_share`` of the epochs,
     spread evenly, so that the model also trains at the full context that labelling uses."""
     share = cfg.full_context_share
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"full_context_share must be in [0, 1], got {share!r}")
     return 0 if math.floor((epoch + 1) * share) > math.floor(epoch * share) else cfg.max_blank
 
 
