@@ -55,7 +55,8 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
-    init_from: str = ""           # start from a saved model's weights ("default" or a folder)
+    init_from: str = ""           # start from a saved model's weights ("default" or a folder);
+                                  # its FFN/head hidden sizes may grow (see _start_from)
     deterministic: bool = True    # deterministic kernels: resume is then bit for bit
     # bookkeeping
     eval_every: int = 1           # epochs between validation passes
@@ -135,13 +136,43 @@ def _init_model(cfg: TrainConfig):
     return load_model(cfg.init_from)
 
 
-def _check_same_architecture(name: str, saved: dict, run: dict) -> None:
+# Hidden sizes that init_from may widen: new units start with zero outgoing weights.
+GROWABLE = ("encoder_ffn", "decoder_ffn", "head_mlp")
+
+
+def _check_can_start_from(name: str, saved: dict, run: dict) -> None:
+    """The run must have the saved architecture, except wider (never narrower, never
+    more or fewer layers) feed-forward and head hidden sizes."""
+    def fits(key, run_value):
+        old, new = saved.get(key), run_value
+        if isinstance(new, tuple):
+            new = list(new)
+        if key in GROWABLE and old is not None and len(old) == len(new):
+            return all(n >= o for n, o in zip(new, old))
+        return old == new
+
     # Dropout and context are settings of the run, not shapes of the weights.
     diff = {k: (saved.get(k), v) for k, v in run.items()
-            if k not in ("dropout", "context_length") and saved.get(k) != v}
+            if k not in ("dropout", "context_length") and not fits(k, v)}
     if diff:
         raise ValueError(f"init_from={name!r} has another architecture than this run "
-                         f"(saved, run): {diff}")
+                         f"(saved, run): {diff}; only {', '.join(GROWABLE)} may grow")
+
+
+@torch.no_grad()
+def _start_from(model: torch.nn.Module, saved: dict) -> None:
+    """Load saved weights into ``model``, whose hidden layers may be wider (Net2Net-style
+    growth that keeps the function): each saved tensor fills the leading slice of the
+    fresh one, and every weight column that reads a new hidden unit is zeroed, so the new
+    units start with no say in the output and the grown model predicts exactly as before."""
+    for name, param in model.state_dict().items():
+        old = saved[name]
+        if param.shape == old.shape:
+            param.copy_(old)
+            continue
+        param[tuple(slice(0, n) for n in old.shape)] = old
+        if param.ndim == 2:                        # Linear weight [out, in]: new inputs read 0
+            param[:, old.shape[1]:] = 0
 
 
 class TrainingDiverged(RuntimeError):
@@ -203,8 +234,8 @@ class Trainer:
         arch = architecture(cfg, len(self.normalizer.vocab))
         self.model = LAM(LAMConfig.from_dict(arch), normalizer=self.normalizer)
         if init is not None:
-            _check_same_architecture(cfg.init_from, init.config.to_dict(), arch)
-            self.model.load_state_dict(init.state_dict())
+            _check_can_start_from(cfg.init_from, init.config.to_dict(), arch)
+            _start_from(self.model, init.state_dict())
         self.model.to(self.device)
         self.ddp = self.model
         if self.world > 1:

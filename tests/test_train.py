@@ -8,6 +8,7 @@ import torch
 
 from conftest import same_lamfast
 from lamfast.data.synthetic import make_synthetic
+from lamfast.model import LAM
 from lamfast.train import TrainConfig, Trainer, TrainingDiverged, _epoch_order, epoch_max_blank, train
 
 TINY = dict(width=16, encoder_heads=[2], encoder_ffn=[32], decoder_heads=[2], decoder_ffn=[32],
@@ -138,3 +139,27 @@ def test_init_from_starts_at_the_saved_weights_and_normalisation(stars, tmp_path
     wider = {**TINY, "width": 32}
     with pytest.raises(ValueError, match="another architecture.*width"):
         Trainer(config(tmp_path / "c", init_from=str(saved), model_overrides=wider), *stars)
+
+
+def test_init_from_may_widen_hidden_layers_and_keeps_the_predictions(stars, tmp_path):
+    train(config(tmp_path / "a", epochs=1), *stars, progress=False)
+    saved = LAM.load(tmp_path / "a" / "run" / "model")
+    grown = {**TINY, "encoder_ffn": [48], "decoder_ffn": [40], "head_mlp": [64]}
+    trainer = Trainer(config(tmp_path / "b", init_from=str(tmp_path / "a" / "run" / "model"),
+                             model_overrides=grown, dropout=0.0), *stars)
+    new = trainer.model.eval()
+    assert new.encoder[0].dense_1.weight.shape == (48, 16)
+    assert new.head[0].weight.shape == (64, 16)
+    assert new.mu_out.weight[:, 32:].abs().sum() == 0           # new units start switched off
+    assert new.decoder[0].dense_1.weight[32:].abs().sum() > 0   # ...but are not dead
+    train_cat = stars[0]
+    x = train_cat.select(["bp0", "bp1", "rp0", "jh", "bprp"])
+    rows = np.isfinite(x.values).all(1)
+    before = saved.predict(x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
+    after = new.predict(x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
+    for k in ("teff", "logg"):
+        np.testing.assert_allclose(np.asarray(after[k]), np.asarray(before[k]), rtol=1e-5)
+    narrower = {**TINY, "decoder_ffn": [16]}
+    with pytest.raises(ValueError, match="decoder_ffn.*may grow"):
+        Trainer(config(tmp_path / "c", init_from=str(tmp_path / "a" / "run" / "model"),
+                       model_overrides=narrower), *stars)
