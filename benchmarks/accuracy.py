@@ -108,6 +108,7 @@ def main(argv=None) -> dict:
 def _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
     import csv
 
+    info = stamp("cpu")  # before writing: rewriting a tracked result must not mark the commit dirty
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("model", "stars"), k))
@@ -115,7 +116,6 @@ def _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
         w = csv.DictWriter(f, keys)
         w.writeheader()
         w.writerows(rows)
-    info = stamp("cpu")
     lines = ["## Accuracy on real stars: APOGEE DR17 x Gaia DR3 XP (test split)", "",
              " | ".join(f"{k}: {v}" for k, v in info.items()), "",
              f"model: `{_shown(args.model)}`; data: `{Path(args.data).name}` ({n_train:,} training stars); "
