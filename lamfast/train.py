@@ -143,10 +143,8 @@ GROWABLE = ("encoder_ffn", "decoder_ffn", "head_mlp")
 def _check_can_start_from(name: str, saved: dict, run: dict) -> None:
     """The run must have the saved architecture, except wider (never narrower, never
     more or fewer layers) feed-forward and head hidden sizes."""
-    def fits(key, run_value):
-        old, new = saved.get(key), run_value
-        if isinstance(new, tuple):
-            new = list(new)
+    def fits(key, new):
+        old = saved.get(key)
         if key in GROWABLE and old is not None and len(old) == len(new):
             return all(n >= o for n, o in zip(new, old))
         return old == new
@@ -234,7 +232,7 @@ class Trainer:
         arch = architecture(cfg, len(self.normalizer.vocab))
         self.model = LAM(LAMConfig.from_dict(arch), normalizer=self.normalizer)
         if init is not None:
-            _check_can_start_from(cfg.init_from, init.config.to_dict(), arch)
+            _check_can_start_from(cfg.init_from, init.config.to_dict(), self.model.config.to_dict())
             _start_from(self.model, init.state_dict())
         self.model.to(self.device)
         self.ddp = self.model

@@ -143,10 +143,11 @@ def test_init_from_starts_at_the_saved_weights_and_normalisation(stars, tmp_path
 
 def test_init_from_may_widen_hidden_layers_and_keeps_the_predictions(stars, tmp_path):
     train(config(tmp_path / "a", epochs=1), *stars, progress=False)
-    saved = LAM.load(tmp_path / "a" / "run" / "model")
+    saved_dir = str(tmp_path / "a" / "run" / "model")
+    saved = LAM.load(saved_dir)
     grown = {**TINY, "encoder_ffn": [48], "decoder_ffn": [40], "head_mlp": [64]}
-    trainer = Trainer(config(tmp_path / "b", init_from=str(tmp_path / "a" / "run" / "model"),
-                             model_overrides=grown, dropout=0.0), *stars)
+    trainer = Trainer(config(tmp_path / "b", init_from=saved_dir, model_overrides=grown,
+                             dropout=0.0), *stars)
     new = trainer.model.eval()
     assert new.encoder[0].dense_1.weight.shape == (48, 16)
     assert new.head[0].weight.shape == (64, 16)
@@ -161,5 +162,4 @@ def test_init_from_may_widen_hidden_layers_and_keeps_the_predictions(stars, tmp_
         np.testing.assert_allclose(np.asarray(after[k]), np.asarray(before[k]), rtol=1e-5)
     narrower = {**TINY, "decoder_ffn": [16]}
     with pytest.raises(ValueError, match="decoder_ffn.*may grow"):
-        Trainer(config(tmp_path / "c", init_from=str(tmp_path / "a" / "run" / "model"),
-                       model_overrides=narrower), *stars)
+        Trainer(config(tmp_path / "c", init_from=saved_dir, model_overrides=narrower), *stars)
