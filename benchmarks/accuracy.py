@@ -46,6 +46,19 @@ def evaluate(truth, truth_err, pred, pred_err=None) -> dict:
     return out
 
 
+def scatter_ratio(truth, pred_a, pred_b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Robust scatter of a over that of b, with a 95% paired-bootstrap interval: the same
+    resampled stars score both models, so the interval says whether a ratio near 1 is
+    a real difference or the luck of this test set. truth, pred_a, pred_b: [N]."""
+    ok = np.isfinite(truth) & np.isfinite(pred_a) & np.isfinite(pred_b)
+    da, db = truth[ok] - pred_a[ok], truth[ok] - pred_b[ok]
+    ratio = robust(da)[0] / robust(db)[0]
+    rows = np.random.default_rng(seed).integers(0, len(da), size=(n_boot, len(da)))  # [B, N]
+    boot = [robust(da[r])[0] / robust(db[r])[0] for r in rows]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(ratio), float(lo), float(hi)
+
+
 def _shown(model: str) -> str:
     """The model as the table names it: repo-relative inside the checkout, else its folder
     name (results never carry a path of the machine they were made on)."""
@@ -101,11 +114,12 @@ def main(argv=None) -> dict:
                                 {k: v[sel] for k, v in lam_err.items()})})
         rows.append({"model": "XGBoost", "stars": subset,
                      **evaluate(t, te, {k: v[sel] for k, v in xgb_pred.items()})})
-    _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, len(train))
-    return {"rows": rows}
+    ratios = {k: scatter_ratio(truth[k], lam_pred[k], xgb_pred[k]) for k in LABELS}
+    _write(args, rows, ratios, truth, lam_pred, xgb_pred, xgb_s, lam_s, len(train))
+    return {"rows": rows, "ratios": ratios}
 
 
-def _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
+def _write(args, rows, ratios, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
     import csv
 
     info = stamp("cpu")  # before writing: rewriting a tracked result must not mark the commit dirty
@@ -132,6 +146,10 @@ def _write(args, rows, truth, lam_pred, xgb_pred, xgb_s, lam_s, n_train):
     for name, v in PAPER.items():
         lines.append(f"| {name} | paper test set (397k/44k stars) | {v['teff']} | {v['logg']} | "
                      f"{v['m_h']} | | | | | |")
+    names = {"teff": "Teff", "logg": "logg", "m_h": "[M/H]"}
+    lines += ["", "lamfast / XGBoost scatter on all complete-input test stars, with a 95% paired-bootstrap "
+              "interval (1000 resamples; below 1: lamfast is better): "
+              + ", ".join(f"{names[k]} {r:.3f} [{lo:.3f}, {hi:.3f}]" for k, (r, lo, hi) in ratios.items()) + "."]
     lines += ["", "![one-to-one plots and Kiel diagram](accuracy.png)", ""]
     (out / "accuracy.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -144,3 +144,15 @@ def test_mac_counts_match_torch_flop_counter(lengths):
     assert packed.get_total_flops() == 2 * forward_macs(cfg, lengths, r, attention=False)
     assert padded.get_total_flops() == 2 * forward_macs(cfg, lengths, r, stock=True, attention=False)
     assert forward_macs(cfg, lengths, r, stock=True) > forward_macs(cfg, lengths, r)
+
+
+def test_scatter_ratio_interval_separates_real_differences_from_noise(rng):
+    from benchmarks.accuracy import scatter_ratio
+
+    truth = rng.normal(size=4000)
+    same_a, same_b = truth + rng.normal(size=4000), truth + rng.normal(size=4000)
+    r, lo, hi = scatter_ratio(truth, same_a, same_b, n_boot=300)
+    assert lo < 1 < hi and lo < r < hi
+    better = truth + 0.8 * rng.normal(size=4000)
+    r, lo, hi = scatter_ratio(truth, better, same_b, n_boot=300)
+    assert hi < 1 and abs(r - 0.8) < 0.05
