@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lamfast.train import robust_scatter
 from lamfast.vocab import HEADLINE_INPUTS, LABELS
 
 from .common import RESULTS, stamp
@@ -29,9 +30,8 @@ PAPER = {"lamfast (paper: LAM)": {"teff": 47.0, "logg": 0.11, "m_h": 0.07},
 
 
 def robust(d: np.ndarray) -> tuple[float, float]:
-    d = d[np.isfinite(d)]
-    med = float(np.median(d))
-    return float(1.4826 * np.median(np.abs(d - med))), med
+    """Robust scatter and median of d, ignoring NaN."""
+    return robust_scatter(d), float(np.nanmedian(d))
 
 
 def evaluate(truth, truth_err, pred, pred_err=None) -> dict:

@@ -31,6 +31,7 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
     loci, extinction curve) on the same model, writing their PNGs and ``tasks.md``."""
     from .io.paper_hdf5 import read_paper_hdf5
     from .label import label, read_output
+    from .train import robust_scatter
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,10 +45,7 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
               "model": meta.get("model"), "output": str(out / "labels.h5")}
     for k in LABELS:
         d = truth.column(k).astype(np.float64) - predicted[k]
-        d = d[np.isfinite(d)]
-        med = float(np.median(d))
-        report[f"{k}_scatter"] = float(1.4826 * np.median(np.abs(d - med)))
-        report[f"{k}_bias"] = med
+        report[f"{k}_scatter"], report[f"{k}_bias"] = robust_scatter(d), float(np.nanmedian(d))
     _plot(out / "kiel.png", truth, predicted)
     if tasks:  # the paper's other tasks on the same model and stars: PNGs + tasks.md
         from .tasks.report import run_all
