@@ -52,6 +52,10 @@ def device_slug(device: str = "cpu") -> str:
 
 
 def git_commit() -> str:
+    """Short commit of this checkout (+ "-dirty"); LAMFAST_COMMIT names it where the
+    benchmarks run from a copy without .git (e.g. a GPU machine handed the working tree)."""
+    if os.environ.get("LAMFAST_COMMIT"):
+        return os.environ["LAMFAST_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=Path(__file__).parent, timeout=10)
