@@ -40,7 +40,7 @@ fi
 
 if [[ "${BENCH:-1}" == 1 ]]; then
     start=$SECONDS
-    PYTHONPATH=$SHIM timeout "${BENCH_TIMEOUT:-400}" $PY -P -m benchmarks "$@" >>"$OUT/bench.log" 2>&1
+    PYTHONPATH=$SHIM${PYTHONPATH:+:$PYTHONPATH} timeout "${BENCH_TIMEOUT:-400}" $PY -P -m benchmarks "$@" >>"$OUT/bench.log" 2>&1
     echo "benchmarks: exit $? in $((SECONDS - start)) s"
     grep -E "^\(|Traceback|Error" "$OUT/bench.log" | tail -20
     tar -czf "$OUT/results.tar.gz" -C benchmarks results

@@ -353,7 +353,9 @@ class Trainer:
         return {"config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "normalizer": self.normalizer.to_dict(),
-                "torch_rng": torch.get_rng_state(), "best": self.best, "elapsed_s": self.elapsed_s}
+                "torch_rng": torch.get_rng_state(), "best": self.best, "elapsed_s": self.elapsed_s,
+                # dropout on a GPU draws from the device's generator
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
 
     def save_checkpoint(self) -> Path:
         from .atomic import atomic_path
@@ -376,7 +378,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
         self.elapsed_s = state.get("elapsed_s", 0.0)
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -466,9 +470,9 @@ def add_parser(sub) -> None:
 def _main(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     if "LOCAL_RANK" in os.environ and not _is_distributed():  # launched by torchrun
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-        if torch.cuda.is_available():
+        on_gpus = torch.cuda.is_available() and not cfg.device.startswith("cpu")
+        torch.distributed.init_process_group("nccl" if on_gpus else "gloo")
+        if on_gpus:
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
             cfg.device = f"cuda:{os.environ['LOCAL_RANK']}"
     train_set, val_set = load_splits(args.data)

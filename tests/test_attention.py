@@ -124,7 +124,8 @@ def _run_both(q, k, v, cq, ck, mq, mk, bk, bv, spp):
                                     out=nan_like(q), lse=nan_like(q[..., 0], torch.float32))
     grads = at.attention_backward(grad_out, q, k, v, out, lse, cq, ck, mq, mk, bk, bv, scale,
                                   sets_per_program=spp, dq=nan_like(q), dk=nan_like(k), dv=nan_like(v))
-    leaves = [t.detach().requires_grad_() for t in (q, k, v) + ((bk, bv) if bk is not None else ())]
+    # The reference runs in fp32 on the same rounded inputs, so it carries no rounding of its own.
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v) + ((bk, bv) if bk is not None else ())]
     qq, kk, vv, *bias = leaves
     ref = varlen_attention_reference(qq, kk, vv, cq, ck, mq, mk, bias_k=bias[0] if bias else None,
                                      bias_v=bias[1] if bias else None)
@@ -141,7 +142,13 @@ def _compare(results, dtype):
     assert len(grads_t) == len(grads_r)
     for name, gt, gr in zip(names, grads_t, grads_r):
         assert not torch.isnan(gt).any(), f"{name}: unwritten elements (NaN poison)"
-        torch.testing.assert_close(gt.float(), gr.float(), atol=tol_grad, rtol=tol_grad, msg=name)
+        if name.startswith("dbias"):
+            # A sum over every query of every set: its elements can cancel to near zero, where
+            # an elementwise tolerance measures the terms' rounding, not the kernel. By norm:
+            rel = float((gt.float() - gr.float()).norm() / gr.float().norm())
+            assert rel < tol_grad, f"{name}: |kernel - reference| / |reference| = {rel:.2e}"
+        else:
+            torch.testing.assert_close(gt.float(), gr.float(), atol=tol_grad, rtol=tol_grad, msg=name)
 
 
 @pytest.mark.parametrize("shape,dtype,bias,mode,spp", CASES,
