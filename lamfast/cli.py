@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "lamfast.demo",
     "lamfast.data.cli",
     "lamfast.train",
+    "lamfast.average",
     "lamfast.xmatch_cli",
     "lamfast.label",
     "lamfast.tasks.cli",
