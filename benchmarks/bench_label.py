@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+import lamfast
 from lamfast.vocab import HEADLINE_INPUTS
 
 from .common import write_table
@@ -67,8 +69,6 @@ def paper_model(folder: Path):
 
 
 def run_lamfast(path, out, model_dir, device, precision, batch_size, chunk_rows) -> dict:
-    import lamfast
-
     t0 = time.perf_counter()
     s = lamfast.label(path, model=model_dir, output=out, columns=INPUTS, request=REQUEST, device=device,
                       precision=precision, batch_size=batch_size, chunk_rows=chunk_rows, progress=False)
@@ -84,7 +84,6 @@ def run_stock(path, out, stock, normalizer, device, precision, batch_size) -> di
     import pyarrow.parquet as pq
     import torch
 
-    import lamfast
     from lamfast.baselines.stock_model import pad_batch
     from lamfast.io import read_parquet
 
@@ -152,18 +151,14 @@ def peak_rss(folder: Path, n: int, model_dir: Path) -> dict:
 
     path = folder / f"rss_{n}.parquet"
     write_parquet(make_catalogue(n, seed=1, distinct=5000), path, row_group_size=4096)
-    root = str(Path(__file__).resolve().parents[1])
+    # The child imports the lamfast this process runs (installed, or a checkout built in place).
+    root = str(Path(lamfast.__file__).resolve().parents[1])
+    path_env = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(model_dir), str(folder / f"rss_{n}.h5")],
-                         capture_output=True, text=True, cwd=folder, env={**_env(), "PYTHONPATH": root})
+                         capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONPATH": path_env})
     if out.returncode:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def tiny_model(folder: Path):
@@ -240,6 +235,7 @@ def main(argv=None) -> list[dict]:
             else:
                 row.update({"max_diff_teff_K": "", "max_diff_logg_dex": "", "max_diff_m_h_dex": ""})
             rows.append(row)
+            print(row, flush=True)  # in the log even if a later step fails
         # Bounded memory: peak RSS of label on N and 4N stars (tiny model, 3 input tokens).
         tiny_model(folder / "tiny")
         small, large = (15_000, 60_000) if args.quick else (50_000, 200_000)
@@ -259,8 +255,6 @@ def main(argv=None) -> list[dict]:
               f"the catalogue whole would add ~{(large - small) * 118 * 8 / 2**20:.0f} MB of values and errors)."]
     if not cuda:
         try:
-            import os
-
             notes.append(f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: numbers are noisy).")
         except OSError:
             pass

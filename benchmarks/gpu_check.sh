@@ -6,7 +6,9 @@
 #   LAMFAST_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh [python -m benchmarks args]
 #
 # Env: INSTALL=0, GPU_TESTS=0, BENCH=0 skip a phase; TEST_TIMEOUT / BENCH_TIMEOUT bound
-# the tests and the benchmarks (s); TEST_WORKERS sets pytest-xdist's process count.
+# the tests and the benchmarks (s); TEST_WORKERS sets pytest-xdist's process count;
+# WHEELS=DIR first installs the wheels in DIR into a private folder (a GPU image without
+# astropy, say: the tests of LAM.predict and the readers need it).
 # Runs from a copy of the working tree (no .git needed: LAMFAST_COMMIT stamps the tables).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,12 @@ PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" >>"$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
+
+if [[ -n "${WHEELS:-}" ]]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/lamfast-wheels "$WHEELS"/*.whl \
+        || exit 1
+    export PYTHONPATH=/tmp/lamfast-wheels${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 # The build a user makes: the wheel's package, not the source folder.
 if [[ "${INSTALL:-1}" == 1 ]]; then
