@@ -41,7 +41,7 @@ prediction at fixed E(B-V) is an average over the training stars at that extinct
 :func:`locus_scatter` measures how closely a locus follows catalogue stars of the same
 [M/H]: median |y_star - y_locus(x_star)| with x the quantity exact along the branch
 (giants: Teff offset at the star's logg; dwarfs: logg offset at the star's Teff). On
-the shipped default model and the bundled sample: giant branch 98-128 K, main sequence
+the shipped default model and the bundled sample: giant branch 91-116 K, main sequence
 0.14-0.18 dex ([M/H] = -0.5..+0.3; -1.0 has 21 giants and a single dwarf).
 """
 
