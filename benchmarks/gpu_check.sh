@@ -5,8 +5,8 @@
 #
 #   LAMFAST_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_check.sh [python -m benchmarks args]
 #
-# One H100 (2026-11): install 15 s, tests 65 s, `--only label model train attention` about
-# 5 min (the other benchmarks are CPU ones). Wheels for a missing astropy, fetched where pip
+# One H100 (2026-11): install 15 s, tests 65 s; give `--only label model train attention`
+# 5 min or more (the other benchmarks are CPU ones). Wheels for a missing astropy, fetched where pip
 # works: pip download --no-deps --only-binary=:all: --python-version 3.12 --platform
 # manylinux2014_x86_64 -d DIR astropy pyerfa astropy-iers-data
 #
