@@ -27,9 +27,9 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 cat "$OUT/gpu.txt"
 
 if [[ -n "${WHEELS:-}" ]]; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/lamfast-wheels "$WHEELS"/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/lamfast-wheels${PYTHONPATH:+:$PYTHONPATH}
+    SITE=$(mktemp -d)
+    $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 
 # The build a user makes: the wheel's package, not the source folder.
