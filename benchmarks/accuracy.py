@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lamfast.train import robust_scatter
+from lamfast.stats import robust_scatter
 from lamfast.vocab import HEADLINE_INPUTS, LABELS
 
 from .common import RESULTS, stamp

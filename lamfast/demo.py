@@ -31,7 +31,7 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
     loci, extinction curve) on the same model, writing their PNGs and ``tasks.md``."""
     from .io.paper_hdf5 import read_paper_hdf5
     from .label import label, read_output
-    from .train import robust_scatter
+    from .stats import robust_scatter
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

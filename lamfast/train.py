@@ -27,6 +27,7 @@ from .io.catalog import Catalog
 from .loss import gaussian_nll
 from .normalization import Normalizer
 from .sampler import sample_training
+from .stats import robust_scatter
 from .vocab import HEADLINE_INPUTS, LABELS, PAPER_NON_OUTPUTS
 
 
@@ -75,12 +76,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def robust_scatter(x: np.ndarray) -> float:
-    """1.4826 * median absolute deviation (astropy's mad_std), ignoring NaN."""
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

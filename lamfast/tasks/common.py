@@ -59,13 +59,6 @@ def common_length(**arrays) -> int:
     return next(iter(lengths.values()), 1)
 
 
-def robust_scatter(x, axis=None):
-    """1.4826 * median absolute deviation (astropy's mad_std), ignoring NaN."""
-    x = np.asarray(x, dtype=np.float64)
-    med = np.nanmedian(x, axis=axis, keepdims=True)
-    return 1.4826 * np.nanmedian(np.abs(x - med), axis=axis)
-
-
 def pyplot():
     """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:

@@ -13,13 +13,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..stats import robust_scatter
 from .common import (
     GAUSSIAN_MEDIAN_ABS_Z,
     XP_TOKENS,
     as_model,
     predict_arrays,
     pyplot,
-    robust_scatter,
     save_figure,
 )
 
