@@ -37,7 +37,7 @@ import numpy as np
 import lamfast
 from lamfast.vocab import HEADLINE_INPUTS
 
-from .common import write_table
+from .common import STOCK_GPU_BATCH, write_table
 
 INPUTS = list(HEADLINE_INPUTS)
 REQUEST = ["teff", "logg", "m_h"]
@@ -192,9 +192,7 @@ def main(argv=None) -> list[dict]:
     # CPU: cache-sized micro-batches, the best size for both candidates
     # (lamfast.infer.default_batch_size)
     batch_size, chunk_rows = (65536, 262144) if cuda else (256, 4096)
-    # The stock model's SDPA picks cuDNN on an H100, whose attention graph fails to run at
-    # 65,536 stars per batch (torch 2.11); at 8,192 it runs.
-    stock_batch = 8192 if cuda else batch_size
+    stock_batch = STOCK_GPU_BATCH if cuda else batch_size
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

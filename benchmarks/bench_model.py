@@ -31,7 +31,7 @@ from lamfast.model import LAM
 from lamfast.reference_stats import paper_normalizer
 from lamfast.vocab import HEADLINE_INPUTS
 
-from .common import device_name, model_bench_parser, torch_device, write_table
+from .common import STOCK_GPU_BATCH, device_name, model_bench_parser, torch_device, write_table
 from .flops import forward_macs
 
 REQUEST = ("teff", "logg", "m_h")
@@ -59,9 +59,7 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device) -> list[dict]:
     target = torch.from_numpy(np.tile(ids, n)).to(device)
     cu_t = torch.arange(0, n * r + 1, r, dtype=torch.int32, device=device)
     request = torch.from_numpy(ids.astype(np.int64)).to(device)
-    # cuDNN's attention graph fails to run for the padded model at 65,536 stars per batch on
-    # an H100 (torch 2.11) and runs at 8,192: on GPUs the stock model goes in such slices.
-    step = 8192 if device.type == "cuda" else n
+    step = STOCK_GPU_BATCH if device.type == "cuda" else n
     run = {
         "lamfast": lambda: lam(packed["token_id"], packed["value"], packed["cu_seqlens"],
                                batch.max_seqlen, target, cu_t, r)[0].view(n, r),
