@@ -12,6 +12,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -156,3 +157,27 @@ def test_scatter_ratio_interval_separates_real_differences_from_noise(rng):
     better = truth + 0.8 * rng.normal(size=4000)
     r, lo, hi = scatter_ratio(truth, better, same_b, n_boot=300)
     assert hi < 1 and abs(r - 0.8) < 0.05
+
+
+def test_accuracy_reports_the_test_split_alike_in_its_table_and_by_split(tmp_path):
+    pytest.importorskip("xgboost")
+    pytest.importorskip("matplotlib")
+    from benchmarks.accuracy import main
+    from lamfast import LAM, LAMConfig
+    from lamfast.data.synthetic import make_synthetic
+    from lamfast.io.paper_hdf5 import write_paper_hdf5
+    from lamfast.reference_stats import paper_normalizer
+
+    cat = make_synthetic(300, seed=5).catalog
+    cat.extra["split"] = (np.arange(300) % 3).astype(np.int8)
+    write_paper_hdf5(tmp_path / "data.h5", cat)
+    LAM(LAMConfig(width=16, encoder_heads=(2,), encoder_ffn=(16,), decoder_heads=(2,), decoder_ffn=(16,),
+                  head_mlp=(16,)), normalizer=paper_normalizer()).save(tmp_path / "model")
+    out = main(["--data", str(tmp_path / "data.h5"), "--model", str(tmp_path / "model"),
+                "--xgb-trees", "5", "--out", str(tmp_path / "results")])
+    assert list(out["by_split"]) == ["train", "validation", "test"]
+    test_row = out["rows"][0]
+    for k in ("teff", "logg", "m_h"):
+        assert out["by_split"]["test"][k] == test_row[f"{k}_scatter"] > 0
+        assert np.isfinite(out["by_split"]["train"][k])
+    assert "scatter by split" in (tmp_path / "results" / "accuracy.md").read_text()
