@@ -1,6 +1,8 @@
 """lamfast.xmatch against its brute-force numpy reference, scipy's cKDTree on unit
 vectors and astropy (match_to_catalog_sky, search_around_sky, apply_space_motion)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -379,3 +381,352 @@ def test_cli_writes_fits(tmp_path, rng):
     table = Table.read(tmp_path / "p.fits")
     want = match(ra1, dec1, ra2, dec2, radius, k=2)
     np.testing.assert_array_equal(table["idx2"], want.idx2)
+
+
+# ------------------------------------------------------------------------------------
+# units: SkyCoord, Quantity, Time
+
+
+def offset_pairs(rng, n, sep_arcsec, ra0=210.0, dec0=-35.0):
+    """Catalogue 2 = catalogue 1 moved by exactly sep_arcsec in random directions."""
+    ra1, dec1 = cap(rng, n, ra0, dec0, 0.5)
+    u = unit_vectors(ra1, dec1)
+    east = np.stack([-np.sin(np.radians(ra1)), np.cos(np.radians(ra1)), np.zeros(n)], axis=1)
+    north = np.cross(u, east)
+    phi = rng.uniform(0, 2 * np.pi, n)
+    rho = np.radians(sep_arcsec / 3600)
+    v = (np.cos(rho) * u + np.sin(rho) * (np.cos(phi)[:, None] * east
+                                          + np.sin(phi)[:, None] * north))
+    ra2 = np.degrees(np.arctan2(v[:, 1], v[:, 0])) % 360.0
+    return ra1, dec1, ra2, np.degrees(np.arcsin(v[:, 2]))
+
+
+@pytest.mark.parametrize("mode,k", MODES)
+def test_skycoord_inputs_give_the_same_pairs(mode, k, rng):
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    ra1, dec1, ra2, dec2, radius = scenario("clump", rng)
+    want = match(ra1, dec1, ra2, dec2, radius, mode=mode, k=k)
+    assert (want.idx2 >= 0).sum() > 20
+    c1, c2 = SkyCoord(ra1 * u.deg, dec1 * u.deg), SkyCoord(ra2 * u.deg, dec2 * u.deg)
+    assert_same(match(c1, c2, radius, mode=mode, k=k), want)
+    assert_same(match(c1, c2, radius_arcsec=radius * u.arcsec, mode=mode, k=k), want)
+    assert_same(match(c1, ra2, dec2, radius, mode=mode, k=k), want)  # either side alone
+    assert_same(match(ra1, dec1, c2, radius, mode=mode, k=k), want)
+    assert_same(match_reference(c1, c2, radius, mode=mode, k=k), want)
+    # another frame: converted to ICRS (.icrs), not read as ICRS numbers
+    g1, g2 = c1.galactic, c2.galactic
+    assert not np.allclose(g1.l.deg, ra1)
+    assert_same(match(g1, g2, radius, mode=mode, k=k), want)
+    index = Index(g2)
+    assert_same(index.query(c1, radius * u.arcsec, mode=mode, k=k), want)
+
+
+def test_radian_quantities_are_converted_not_read_as_degrees(rng):
+    import astropy.units as u
+
+    ra1, dec1, ra2, dec2 = offset_pairs(rng, 300, 0.36)
+    want = match(ra1, dec1, ra2, dec2, 1.0)
+    np.testing.assert_array_equal(want.idx2, np.arange(300))
+    np.testing.assert_allclose(want.sep_arcsec, 0.36, atol=1e-6)
+    rad = [np.radians(a) * u.rad for a in (ra1, dec1, ra2, dec2)]
+    got = match(*rad, 1.0)  # read as degrees, the separations would be 0.0063"
+    assert_same(got, want)
+    np.testing.assert_allclose(got.sep_arcsec, 0.36, atol=1e-6)
+    assert (match(*rad, 0.3).idx2 == -1).all()  # 0.36" pairs are outside 0.3"
+    assert_same(match_reference(*rad, 1.0), want)
+    for mode in ("all", "best"):
+        assert_same(match(*rad, 1.0, mode=mode), match(ra1, dec1, ra2, dec2, 1.0, mode=mode))
+    assert_same(Index(rad[2], rad[3]).query(rad[0], rad[1], 1.0), want)
+    # mixed units, and table columns that carry a unit
+    from astropy.table import Table
+
+    t = Table({"ra": rad[0], "dec": (dec1 * 60) * u.arcmin})
+    assert t["ra"].unit == u.rad
+    assert_same(match(Table(t, masked=False)["ra"], t["dec"], ra2 * u.deg, dec2, 1.0), want)
+
+
+def test_quantity_radius_in_any_angle_unit(rng):
+    import astropy.units as u
+
+    ra1, dec1, ra2, dec2, _ = scenario("random", rng)
+    for radius, arcsec in [(40 * u.arcmin, 2400.0), (1.5 * u.deg, 5400.0),
+                           (np.radians(2.0) * u.rad, 7200.0), (3000 * u.arcsec, 3000.0)]:
+        want = match(ra1, dec1, ra2, dec2, arcsec, mode="all")
+        assert len(want.idx1) > 3
+        assert_same(match(ra1, dec1, ra2, dec2, radius, mode="all"), want)
+        assert_same(match_reference(ra1, dec1, ra2, dec2, radius, mode="all"), want)
+        assert_same(Index(ra2, dec2).query(ra1, dec1, radius, mode="all"), want)
+    # 1 degree is not 1 arcsec
+    assert (len(match(ra1, dec1, ra2, dec2, 1 * u.deg, mode="all").idx1)
+            > len(match(ra1, dec1, ra2, dec2, 1.0, mode="all").idx1))
+    with pytest.raises(ValueError, match=r"radius_arcsec must be in \[0, 648000\]"):
+        match(ra1, dec1, ra2, dec2, 181 * u.deg)
+    index = Index(ra2, dec2, zone_height_arcsec=0.2 * u.deg)
+    assert index.zone_height_arcsec == pytest.approx(720.0)
+
+
+def quantity_call(**change):
+    import astropy.units as u
+
+    rng = np.random.default_rng(7)
+    kw = dict(ra1=rng.uniform(0, 360, 5) * u.deg, dec1=rng.uniform(-90, 90, 5) * u.deg,
+              ra2=rng.uniform(0, 360, 6), dec2=rng.uniform(-90, 90, 6), radius_arcsec=1.0,
+              pmra1=rng.normal(0, 5, 5) * u.mas / u.yr, pmdec1=rng.normal(0, 5, 5),
+              epoch1=2016.0, epoch2=2000.0)
+    kw.update(change)
+    return match(**kw)
+
+
+@pytest.mark.parametrize("argument,value,unit", [
+    ("ra1", "m", "m"), ("dec1", "s", "s"), ("ra2", "km", "km"), ("dec2", "", "dimensionless"),
+    ("radius_arcsec", "kg", "kg"), ("pmra1", "mas", "mas"), ("pmdec1", "deg / m", "deg / m"),
+    ("epoch1", "d", "d"), ("epoch2", "deg", "deg")])
+def test_a_quantity_of_the_wrong_kind_is_refused(argument, value, unit):
+    import astropy.units as u
+
+    base = quantity_call()  # the same call with proper units works
+    assert len(base.idx1) == 5
+    rng = np.random.default_rng(8)
+    n = 6 if argument.endswith("2") else 5
+    x = (2000.0 if argument == "epoch2" else 2016.0 if argument == "epoch1"
+         else 1.0 if argument == "radius_arcsec" else rng.uniform(0, 10, n)) * u.Unit(value)
+    with pytest.raises(ValueError, match=rf"^{argument} has unit '{unit}'"):
+        quantity_call(**{argument: x})
+    for fn in (match, match_reference):
+        with pytest.raises(ValueError, match=argument):
+            kw = dict(ra1=np.ones(5), dec1=np.ones(5), ra2=np.ones(6), dec2=np.ones(6),
+                      radius_arcsec=1.0, pmra1=np.ones(5), pmdec1=np.ones(5), epoch1=2016.0,
+                      epoch2=2000.0)
+            kw[argument] = x
+            fn(**kw)
+
+
+def test_index_and_propagate_refuse_non_angles(rng):
+    import astropy.units as u
+
+    ra, dec = random_sky(rng, 10)
+    with pytest.raises(ValueError, match="^dec has unit 'm'"):
+        Index(ra, dec * u.m)
+    with pytest.raises(ValueError, match="^zone_height_arcsec has unit 's'"):
+        Index(ra, dec, zone_height_arcsec=10 * u.s)
+    with pytest.raises(ValueError, match="^radius_arcsec has unit 'km'"):
+        Index(ra, dec).query(ra, dec, 1 * u.km)
+    with pytest.raises(ValueError, match="^pmdec has unit 'mas'"):
+        propagate(ra, dec, np.zeros(10), np.zeros(10) * u.mas, 2016.0, 2000.0)
+
+
+def test_skycoord_proper_motions_and_obstime_are_used(rng):
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    ra, dec, pmra, pmdec = pm_sample(rng, 400)
+    ra2, dec2 = propagate_reference(ra, dec, pmra, pmdec, 2016.0, 2000.0)
+    want = match(ra, dec, ra2, dec2, 0.01, pmra1=pmra, pmdec1=pmdec, epoch1=2016.0,
+                 epoch2=2000.0)
+    np.testing.assert_array_equal(want.idx2, np.arange(400))
+    j2016, j2000 = Time(2016.0, format="jyear"), Time(2000.0, format="jyear")
+    gaia = SkyCoord(ra * u.deg, dec * u.deg, pm_ra_cosdec=pmra * u.mas / u.yr,
+                    pm_dec=pmdec * u.mas / u.yr, obstime=j2016)
+    old = SkyCoord(ra2 * u.deg, dec2 * u.deg, obstime=j2000)
+    assert_same(match(gaia, old, 0.01), want)
+    assert_same(match_reference(gaia, old, 0.01), want)
+    assert_same(match(gaia, SkyCoord(ra2 * u.deg, dec2 * u.deg), 0.01, epoch2=2000.0), want)
+    assert_same(match(gaia, ra2, dec2, 0.01, epoch2=j2000), want)
+    assert_same(match(gaia, old, 0.01, epoch1=2016.0), want)  # agrees with obstime
+    assert_same(Index(old).query(gaia, 0.01), want)
+    # in another frame, the proper motions are rotated with the positions
+    assert_same(match(gaia.galactic, old, 0.01), want)
+    # per-row obstime, Time and Quantity epochs with arrays
+    per_row = SkyCoord(ra * u.deg, dec * u.deg, pm_ra_cosdec=pmra * u.mas / u.yr,
+                       pm_dec=pmdec * u.mas / u.yr, obstime=Time(np.full(400, 2016.0),
+                                                                   format="jyear"))
+    assert_same(match(per_row, old, 0.01), want)
+    assert_same(match(ra, dec, ra2, dec2, 0.01, pmra1=pmra * u.mas / u.yr,
+                      pmdec1=(pmdec / 1000) * u.arcsec / u.yr, epoch1=2016.0 * u.yr,
+                      epoch2=j2000), want)
+    # propagate takes the coordinate whole
+    ra_p, dec_p = propagate(gaia, 2000.0)
+    ra_r, dec_r = propagate(ra, dec, pmra, pmdec, 2016.0, 2000.0)
+    np.testing.assert_allclose(ra_p, ra_r, atol=1e-10)
+    np.testing.assert_allclose(dec_p, dec_r, atol=1e-10)
+    ra_q, _ = propagate_reference(gaia, epoch_to=j2000)
+    np.testing.assert_allclose(ra_q, ra_p, atol=1e-9)
+    # without the motions the fast movers are lost: they were not ignored above
+    assert (match(SkyCoord(ra * u.deg, dec * u.deg), old, 0.01).idx2[4:8] == -1).all()
+
+
+def test_skycoord_proper_motions_are_never_dropped_silently(rng):
+    import warnings
+
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    ra, dec, pmra, pmdec = pm_sample(rng, 50)
+    pm = dict(pm_ra_cosdec=pmra * u.mas / u.yr, pm_dec=pmdec * u.mas / u.yr)
+    moving = SkyCoord(ra * u.deg, dec * u.deg, **pm)
+    still = SkyCoord(ra * u.deg, dec * u.deg)
+    with pytest.raises(ValueError, match="coord1 carries proper motions, which need both"):
+        match(moving, still, 1.0)  # no epochs
+    with pytest.raises(ValueError, match="coord1 carries proper motions, which need both"):
+        match(moving, still, 1.0, epoch1=2016.0)
+    with pytest.raises(ValueError, match="coord carries proper motions, which need both"):
+        Index(still, epoch=2000.0).query(moving, 1.0)
+    with pytest.raises(ValueError, match="give them once"):
+        match(moving, still, 1.0, pmra1=pmra, pmdec1=pmdec, epoch1=2016.0, epoch2=2000.0)
+    dated = SkyCoord(ra * u.deg, dec * u.deg, obstime=Time(2016.0, format="jyear"), **pm)
+    with pytest.raises(ValueError, match="epoch1 and coord1.obstime disagree"):
+        match(dated, still, 1.0, epoch1=2015.5, epoch2=2000.0)
+    with pytest.raises(ValueError, match="coord carries no proper motions"):
+        propagate(still, 2000.0)
+    # catalogue 2's motions are not applied: a warning when they would have mattered
+    with pytest.warns(UserWarning, match="coord2 carries proper motions, which are not applied"):
+        match(still, dated, 1.0, epoch1=2000.0)
+    with pytest.warns(UserWarning, match="coord carries proper motions, which are not applied"):
+        Index(dated).query(ra, dec, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        match(still, dated, 1.0, epoch1=2016.0)  # same epoch: nothing lost
+        match(dated, dated, 1.0)  # catalogue 1 moves to catalogue 2's epoch
+
+
+def test_astropy_is_imported_only_when_an_astropy_object_is_given(tmp_path):
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["astropy"] = None  # any import of astropy fails
+import numpy as np
+import pyarrow as pa, pyarrow.parquet as pq
+from lamfast import cli
+from lamfast.xmatch import Index, match, match_reference, propagate
+rng = np.random.default_rng(11)
+ra, dec = rng.uniform(0, 1, 50), rng.uniform(0, 1, 50)
+m = match(ra, dec, ra + 1e-5, dec, 1.0, pmra1=np.zeros(50), pmdec1=np.zeros(50),
+          epoch1=2016.0, epoch2=2000.0)
+assert (m.idx2 == np.arange(50)).all()
+match_reference(ra, dec, ra, dec, 1.0)
+Index(ra, dec).query(ra, dec, 1.0)
+propagate(ra, dec, np.zeros(50), np.zeros(50), 2016.0, 2000.0)
+pq.write_table(pa.table({"ra": ra, "dec": dec, "source_id": np.arange(50)}), sys.argv[1])
+assert cli.main(["xmatch", sys.argv[1], sys.argv[1], "--radius", "1", "--out", sys.argv[2]]) == 0
+assert "astropy.units" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.parquet"),
+                             str(tmp_path / "p.parquet")], capture_output=True, text=True,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------------------------
+# command line: ids and units
+
+
+def test_cli_writes_ids_and_the_separation_unit(tmp_path, rng, capsys):
+    import json
+
+    import astropy.units as u
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.table import Table, meta
+
+    ra1, dec1, ra2, dec2 = offset_pairs(rng, 200, 0.36)
+    ra2[:15] += 0.01  # no counterpart within 1"
+    gaia_ids = rng.integers(2**58, 2**62, 200)  # past 2**53: must not go through float64
+    apogee_ids = np.array([f"2M{i:08d}+{j:07d}" for i, j in
+                           zip(rng.integers(0, 10**8, 200), rng.integers(0, 10**7, 200))])
+    pq.write_table(pa.table({"ra": ra1, "dec": dec1, "source_id": gaia_ids}),
+                   tmp_path / "gaia.parquet")
+    t2 = Table({"RA": np.radians(ra2) * u.rad, "DEC": np.radians(dec2) * u.rad,
+                "APOGEE_ID": apogee_ids})
+    t2.write(tmp_path / "apogee.fits")
+    out = tmp_path / "pairs.parquet"
+    assert cli.main(["xmatch", str(tmp_path / "gaia.parquet"), str(tmp_path / "apogee.fits"),
+                     "--radius", "1", "--ra2", "RA", "--dec2", "DEC", "--id2", "APOGEE_ID",
+                     "--out", str(out)]) == 0
+    assert "id1 = source_id, id2 = APOGEE_ID" in capsys.readouterr().out
+    want = match(ra1, dec1, ra2, dec2, 1.0)  # RA, DEC in radians were converted
+    assert (want.idx2 >= 0).sum() == 185
+    table = pq.read_table(out)
+    assert table.column_names == ["idx1", "idx2", "sep_arcsec", "id1", "id2"]
+    np.testing.assert_array_equal(table["idx2"].to_numpy(), want.idx2)
+    np.testing.assert_allclose(table["sep_arcsec"].to_numpy(), want.sep_arcsec, atol=1e-9)
+    assert table["id1"].type == pa.int64()
+    np.testing.assert_array_equal(table["id1"].to_numpy(), gaia_ids)
+    found = want.idx2 >= 0
+    id2 = np.array(table["id2"].to_pylist(), dtype=object)
+    np.testing.assert_array_equal(id2[found], apogee_ids[want.idx2[found]])
+    assert all(v is None for v in id2[~found])  # null where nothing matched
+    # the unit, where readers look for it
+    field = table.schema.field("sep_arcsec")
+    assert field.metadata[b"unit"] == b"arcsec"
+    header = meta.get_header_from_yaml(
+        table.schema.metadata[b"table_meta_yaml"].decode().split("\n"))
+    units = {c["name"]: c.get("unit") for c in header["datatype"]}
+    assert units == {"idx1": None, "idx2": None, "sep_arcsec": "arcsec", "id1": None,
+                     "id2": None}
+    assert json.loads(json.dumps(header["datatype"]))  # plain data
+    try:
+        import pandas  # noqa: F401  (astropy's Parquet reader needs it)
+    except ImportError:
+        pass
+    else:
+        back = Table.read(out)
+        assert back["sep_arcsec"].unit == u.arcsec
+    # FITS and ECSV output carry the unit too; ids masked where nothing matched
+    for name in ("pairs.fits", "pairs.ecsv"):
+        assert cli.main(["xmatch", str(tmp_path / "gaia.parquet"),
+                         str(tmp_path / "apogee.fits"), "--radius", "1", "--ra2", "RA",
+                         "--dec2", "DEC", "--id2", "APOGEE_ID",
+                         "--out", str(tmp_path / name)]) == 0
+        back = Table.read(tmp_path / name)
+        assert back["sep_arcsec"].unit == u.arcsec
+        np.testing.assert_array_equal(back["id1"], gaia_ids)
+        assert back["id1"].dtype.kind == "i"
+        id2 = np.ma.getmaskarray(back["id2"])
+        np.testing.assert_array_equal(id2, ~found)
+        np.testing.assert_array_equal(np.asarray(back["id2"], dtype=str)[found],
+                                      apogee_ids[want.idx2[found]])
+
+
+def test_cli_ids_default_to_source_id(tmp_path, rng):
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    ra1, dec1, ra2, dec2 = offset_pairs(rng, 120, 0.5)
+    ids1, ids2 = rng.permutation(10**6)[:120], rng.permutation(10**6)[:120]
+    Table({"ra": ra1, "dec": dec1, "SOURCE_ID": ids1}).write(tmp_path / "a.ecsv")
+    Table({"ra": ra2, "dec": dec2, "source_id": ids2, "name": ids2.astype(str)}).write(
+        tmp_path / "b.fits")
+    Table({"ra": ra2, "dec": dec2}).write(tmp_path / "c.csv")
+    out = tmp_path / "p.parquet"
+    assert cli.main(["xmatch", str(tmp_path / "a.ecsv"), str(tmp_path / "b.fits"),
+                     "--radius", "1", "--mode", "best", "--out", str(out)]) == 0
+    table = pq.read_table(out)
+    want = match(ra1, dec1, ra2, dec2, 1.0, mode="best")
+    np.testing.assert_array_equal(table["id1"].to_numpy(), ids1[want.idx1])
+    np.testing.assert_array_equal(table["id2"].to_numpy(), ids2[want.idx2])
+    assert table.schema.field("id1").metadata[b"description"] == b"SOURCE_ID of a.ecsv"
+    # no source_id: only row indices for that side
+    assert cli.main(["xmatch", str(tmp_path / "a.ecsv"), str(tmp_path / "c.csv"),
+                     "--radius", "1", "--out", str(out)]) == 0
+    assert pq.read_table(out).column_names == ["idx1", "idx2", "sep_arcsec", "id1"]
+    # an explicit id column must exist
+    assert cli.main(["xmatch", str(tmp_path / "a.ecsv"), str(tmp_path / "c.csv"),
+                     "--radius", "1", "--id2", "name", "--out", str(out)]) == 2
+
+
+def test_cli_refuses_a_position_column_that_is_not_an_angle(tmp_path, rng, capsys):
+    import astropy.units as u
+    from astropy.table import Table
+
+    ra, dec = random_sky(rng, 20)
+    Table({"ra": ra * u.deg, "dec": dec * u.m}).write(tmp_path / "a.ecsv")
+    assert cli.main(["xmatch", str(tmp_path / "a.ecsv"), str(tmp_path / "a.ecsv"),
+                     "--radius", "1", "--out", str(tmp_path / "p.csv")]) == 2
+    assert "a.ecsv: column 'dec' has unit 'm', which is not an angle unit" in (
+        capsys.readouterr().err)
