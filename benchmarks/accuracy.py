@@ -127,8 +127,10 @@ def _complete(cat):
 
 def _predict(model, cat) -> tuple[dict, dict]:
     """lamfast's labels and errors [N] from the headline inputs of cat."""
+    from lamfast.infer import predict
+
     x = cat.select(list(HEADLINE_INPUTS))
-    table = model.predict(x.values, x.columns, request=list(LABELS), device="cpu")
+    table = predict(model, x.values, x.columns, request=list(LABELS), device="cpu")
     return ({k: np.asarray(table[k], dtype=np.float64) for k in LABELS},
             {k: np.asarray(table[f"{k}_error"], dtype=np.float64) for k in LABELS})
 

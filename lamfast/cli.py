@@ -14,7 +14,7 @@ COMMAND_MODULES = [
     "lamfast.train",
     "lamfast.average",
     "lamfast.xmatch_cli",
-    "lamfast.label",
+    "lamfast.label.cli",
     "lamfast.tasks.cli",
 ]
 

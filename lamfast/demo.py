@@ -8,19 +8,14 @@ then compares with the APOGEE labels and draws a Kiel diagram.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from .resources import sample_catalogue_path
 from .vocab import HEADLINE_INPUTS, LABELS
 
-SAMPLE = "sample_apogee_xp.h5"
 UNITS = {"teff": "K", "logg": "dex", "m_h": "dex"}
-
-
-def sample_catalogue_path() -> Path:
-    return Path(str(resources.files("lamfast.resources").joinpath(SAMPLE)))
 
 
 def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = True,

@@ -2,7 +2,8 @@
 
 The driver makes the same plan as :func:`lamfast.label` and stores it in ``OUT.parts``;
 then one task per partition (input file) computes that file's work units with
-:func:`lamfast.label.run_units`, each unit written atomically as in a local job. A task
+:func:`lamfast.label.run_units`, each unit written atomically as in a local job: only the
+public steps of :mod:`lamfast.label`, the ones any scheduler of your own would use. A task
 skips units already done, so a retried task (``retries``) only redoes what its failed
 attempt had not finished, and a rerun with ``resume=True`` after a crash of anything
 (worker, scheduler, driver) submits only unfinished partitions. When all tasks are done
@@ -25,37 +26,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .label import LabelSummary, _output_format, ensure_plan, finished_output, make_plan, merge, part_path, parts_dir
+from .label import (LabelPlan, LabelSummary, ensure_plan, finished_output, make_plan, merge, output_format,
+                    part_path, parts_dir, run_units)
 
 _MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
 _MODELS_LOCK = threading.Lock()
-
-
-def _model(path: str, sha256: str, device: str):
-    """The model of a worker, loaded once per process (tasks of one worker share it)."""
-    from .infer import load_model, resolve_device
-
-    key = (path, sha256, str(resolve_device(device)))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_model(path, device=key[2])
-        return _MODELS[key]
-
-
-def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, parts: str, *,
-                    device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                    threads: int | None = None) -> dict:
-    """One Dask task: compute ``units`` (one input file's) of the plan into ``parts``,
-    skipping those already done. Returns the job counters of :class:`LabelSummary`."""
-    from .infer import Predictor
-    from .label import LabelPlan, run_units
-
-    plan = LabelPlan.from_dict(plan_dict)
-    lam = _model(model_path, plan.model_sha256, device)
-    predictor = Predictor(lam, plan.request, device=device, precision=precision, batch_size=batch_size)
-    s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads)
-    return {"rows": s.rows, "flagged": s.flagged, "units_done": s.units_done,
-            "units_skipped": s.units_skipped, "timings": s.timings}
 
 
 def label_distributed(inputs, *, model: str | os.PathLike = "default",
@@ -82,7 +57,8 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
     LabelSummary of the whole job (counters summed over the tasks; stage seconds are
     summed over workers, so they can exceed the wall time).
     """
-    from .infer import check_request, load_model, resolve_model
+    from .infer import load_model
+    from .resources import resolve_model
 
     if sum(x is not None for x in (scheduler, workers, client)) != 1:
         raise ValueError("give exactly one of scheduler=ADDRESS, workers=N or client=")
@@ -94,20 +70,19 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
         raise ValueError(f"gpus_per_worker must be a non-negative int, got {gpus_per_worker!r}")
     t0 = time.perf_counter()
     output = Path(output)
-    _output_format(output)
+    output_format(output)  # a bad name fails before the model loads
     lam = load_model(model)                        # on the driver: validation and the plan only
-    request = check_request(lam, request)
     plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows)
     del lam
-    summary = LabelSummary(output, units_total=len(plan.units))
     if resume:
         meta = finished_output(output, plan)
         if meta is not None:
-            summary.units_skipped, summary.output_rows = len(plan.units), meta["rows"]
-            summary.output_flagged, summary.wall_s = meta["flagged_rows"], time.perf_counter() - t0
+            summary = LabelSummary.already_merged(output, len(plan.units), meta)
+            summary.wall_s = time.perf_counter() - t0
             return summary
     parts = parts_dir(output)
     ensure_plan(parts, plan)
+    summary = LabelSummary(output, units_total=len(plan.units))
     by_file: dict[int, list[int]] = {}
     for i, unit in enumerate(plan.units):
         if not resume:  # a fresh run: forget earlier results (tasks skip what exists)
@@ -135,11 +110,35 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
         if own_cluster is not None:
             client.close()
             own_cluster.close()
-    merged = merge(output)
-    summary.output_rows, summary.output_flagged = merged.output_rows, merged.output_flagged
-    summary.timings["merge"] = merged.wall_s
+    summary.add_merge(merge(output))
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, parts: str, *,
+                    device: str = "auto", precision: str = "auto", batch_size: int | None = None,
+                    threads: int | None = None) -> dict:
+    """One Dask task: compute ``units`` (one input file's) of the plan into ``parts``,
+    skipping those already done. Returns the job counters of :class:`LabelSummary`."""
+    from .infer import Predictor
+
+    plan = LabelPlan.from_dict(plan_dict)
+    lam = _model(model_path, plan.model_sha256, device)
+    predictor = Predictor(lam, plan.request, device=device, precision=precision, batch_size=batch_size)
+    s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads)
+    return {"rows": s.rows, "flagged": s.flagged, "units_done": s.units_done,
+            "units_skipped": s.units_skipped, "timings": s.timings}
+
+
+def _model(path: str, sha256: str, device: str):
+    """The model of a worker, loaded once per process (tasks of one worker share it)."""
+    from .infer import load_model, resolve_device
+
+    key = (path, sha256, str(resolve_device(device)))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(path, device=key[2])
+        return _MODELS[key]
 
 
 def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summary: LabelSummary, *,

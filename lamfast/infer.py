@@ -1,6 +1,6 @@
 """Inference: a trained LAM + a request list -> physical predictions of packed batches.
 
-The one inference path of lamfast: :meth:`lamfast.LAM.predict`, :func:`lamfast.label`,
+The one inference path of lamfast: :func:`predict` (``lamfast.predict``), :func:`lamfast.label`,
 the Dask workers of :mod:`lamfast.distributed` and the benchmarks all go through
 :class:`Predictor`. It calls only the model's public ``forward`` (standardised units) and
 ``normalizer.unstandardize``.
@@ -22,67 +22,125 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .batch import Batch
+from .model import LAM
+from .resources import DEFAULT_MODEL, WEIGHTS_FILE, resolve_model
 
 PRECISIONS = ("auto", "fp32", "bf16")
-DEFAULT_MODEL = "default"
 
 
-# ---- finding a model -------------------------------------------------------------------
+# ---- the model and its predictions -------------------------------------------------------
 
-def default_model_path() -> Path:
-    """Where the shipped default model lives (``lamfast/resources/models/default``)."""
-    return Path(__file__).resolve().parent / "resources" / "models" / DEFAULT_MODEL
-
-
-def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """``"default"`` -> the shipped model's folder; a path -> that folder (checked).
-
-    Raises
-    ------
-    FileNotFoundError
-        No default model is installed, or the path is not a folder with a ``config.json``.
-    """
-    from .model import CONFIG_FILE
-
-    if str(name_or_path) == DEFAULT_MODEL:
-        folder = default_model_path()
-        if not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError("no default model is installed in this lamfast "
-                                    f"({folder} is absent); pass a trained model folder instead "
-                                    "(--model PATH, a folder written by LAM.save)")
-        return folder
-    folder = Path(name_or_path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model {str(name_or_path)!r}: no such folder (pass 'default' or "
-                                "a folder written by LAM.save)")
-    if not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"model folder {folder} has no {CONFIG_FILE} (not written by LAM.save?)")
-    return folder
-
-
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu"):
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> LAM:
     """The :class:`lamfast.LAM` named ``"default"`` (shipped) or saved at a path, in eval mode."""
-    from .model import LAM
-
-    return LAM.load(resolve_model(name_or_path), device=device).eval()
+    return LAM.load(name_or_path, device=device).eval()
 
 
 def model_hash(name_or_path: str | os.PathLike) -> str:
     """sha256 (hex) of the model's weights file: what exactly produced a labelled catalogue."""
-    from .model import WEIGHTS_FILE
-
     h = hashlib.sha256()
     with open(resolve_model(name_or_path) / WEIGHTS_FILE, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
+
+def predict(model: LAM, values: np.ndarray, columns: Sequence[str],
+            request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int | None = None,
+            device: str | torch.device = "auto", max_tokens: int | None = None,
+            threads: int | None = None, precision: str = "auto"):
+    """Predict tokens of many stars with ``model``, in physical units (via :class:`Predictor`).
+
+    Parameters
+    ----------
+    model : lamfast.LAM with a normalizer; it moves to ``device`` (its train/eval mode is
+        restored afterwards).
+    values : float32 [N, V], NaN = missing; raw (not standardised) catalogue values.
+    columns : V token names.
+    request : token names to predict for every star.
+    batch_size : stars per forward pass (memory is bounded by it); default 256 on
+        CPU, 4096 on GPUs (:func:`default_batch_size`).
+    device : ``"auto"`` (CUDA if available), or any torch device.
+    max_tokens : keep at most this many present values per star (first in column order,
+        so list the most informative columns first: :func:`lamfast.vocab.by_information`);
+        default ``model.config.context_length``, the set size the model was trained on. A
+        warning says how many stars were cut.
+    threads : tokenizer threads (default :func:`lamfast.get_num_threads`).
+    precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per star in input order: ``<name>`` and ``<name>_error`` per request
+        (value = mu*scale + median, error = sqrt(exp(logvar))*scale) and ``no_input``
+        (True where a star has no valid value; its predictions are NaN).
+    """
+    from astropy.table import Table
+
+    from .columns import check_columns
+    from .tokenizer import tokenize
+
+    was_training = model.training
+    predictor = Predictor(model, request, device=device, precision=precision, batch_size=batch_size)
+    if max_tokens is None:
+        max_tokens = model.config.context_length
+    values, _, _ = check_columns(values, columns, None, model.vocab)
+    _warn_if_cut(values, columns, max_tokens)
+    n, r = values.shape[0], len(predictor.request)
+    value, error = np.empty((n, r)), np.empty((n, r))
+    no_input = np.empty(n, dtype=bool)
+    chunk = max(predictor.batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
+    try:
+        for start in range(0, n, chunk):
+            batch = tokenize(values[start:start + chunk], columns, max_tokens=max_tokens,
+                             normalizer=model.normalizer, vocab=model.vocab, threads=threads)
+            prepared = predictor.prepare(batch)
+            stop = start + batch.n_stars
+            value[start:stop], error[start:stop] = predictor.run(prepared)
+            no_input[start:stop] = prepared.no_input
+    finally:
+        model.train(was_training)
+    table = Table()
+    for j, name in enumerate(predictor.request):
+        table[name] = value[:, j]
+        table[f"{name}_error"] = error[:, j]
+    table["no_input"] = no_input
+    return table
+
+
+def check_request(model, request: str | Sequence[str]) -> list[str]:
+    """The request as a list, after checking the model can predict each token in physical units."""
+    if model.normalizer is None:
+        raise ValueError("this model has no normalizer: predicting needs per-token stats")
+    request = [request] if isinstance(request, str) else list(request)
+    if not request:
+        raise ValueError("request at least one token name")
+    model.vocab.ids(request)                 # unknown names -> ValueError naming the first
+    if len(set(request)) != len(request):
+        raise ValueError(f"request lists a token twice: {request}")
+    model.normalizer.has_stats(request)
+    return request
+
+
+def _warn_if_cut(values: np.ndarray, columns: Sequence[str], max_tokens: int) -> None:
+    """Warn when stars have more present values than the model will see."""
+    if len(columns) <= max_tokens:
+        return
+    cut = int(np.count_nonzero(np.count_nonzero(np.isfinite(values), axis=1) > max_tokens))
+    if cut:
+        import warnings
+
+        warnings.warn(f"{cut} of {len(values)} stars have more than {max_tokens} present values; "
+                      f"the model sees the first {max_tokens} in column order (max_tokens). "
+                      "Order columns most informative first, e.g. lamfast.vocab.by_information(columns).",
+                      stacklevel=3)
+
+
+# ---- device and precision ----------------------------------------------------------------
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA if available, else CPU; anything else as torch reads it."""
@@ -104,20 +162,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
-
-
-def check_request(model, request: str | Sequence[str]) -> list[str]:
-    """The request as a list, after checking the model can predict each token in physical units."""
-    if model.normalizer is None:
-        raise ValueError("this model has no normalizer: predicting needs per-token stats")
-    request = [request] if isinstance(request, str) else list(request)
-    if not request:
-        raise ValueError("request at least one token name")
-    model.vocab.ids(request)                 # unknown names -> ValueError naming the first
-    if len(set(request)) != len(request):
-        raise ValueError(f"request lists a token twice: {request}")
-    model.normalizer.has_stats(request)
-    return request
 
 
 # ---- predicting ------------------------------------------------------------------------

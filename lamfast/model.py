@@ -19,23 +19,20 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .normalization import Normalizer
 from .ops import varlen_attention
+from .resources import CONFIG_FILE, WEIGHTS_FILE, resolve_model
 from .vocab import Vocab
 
 FORMAT = "lamfast-lam"
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -125,20 +122,6 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 def _dense(dense: nn.Linear, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
     return _linear(x, dense.weight, dense.bias, gelu)
-
-
-def _warn_if_cut(values: np.ndarray, columns: Sequence[str], max_tokens: int) -> None:
-    """Warn when stars have more present values than the model will see."""
-    if len(columns) <= max_tokens:
-        return
-    cut = int(np.count_nonzero(np.count_nonzero(np.isfinite(values), axis=1) > max_tokens))
-    if cut:
-        import warnings
-
-        warnings.warn(f"{cut} of {len(values)} stars have more than {max_tokens} present values; "
-                      f"the model sees the first {max_tokens} in column order (max_tokens). "
-                      "Order columns most informative first, e.g. lamfast.vocab.by_information(columns).",
-                      stacklevel=3)
 
 
 # ---- layers ----------------------------------------------------------------------------
@@ -239,7 +222,7 @@ class LAM(nn.Module):
     config : LAMConfig or preset name (``"lam-2024"``, default)
     vocab : Vocab, default the paper's 118 tokens (must match ``config.vocab_size``)
     normalizer : Normalizer, optional
-        Per-token median/scale used by :meth:`predict` (stored with the model).
+        Per-token median/scale used by :func:`lamfast.predict` (stored with the model).
     """
 
     def __init__(self, config: LAMConfig | str = "lam-2024", vocab: Vocab | None = None,
@@ -300,68 +283,6 @@ class LAM(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # ---- inference --------------------------------------------------------------------
-
-    def predict(self, values: np.ndarray, columns: Sequence[str],
-                request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int | None = None,
-                device: str | torch.device = "auto", max_tokens: int | None = None,
-                threads: int | None = None, precision: str = "auto"):
-        """Predict tokens of many stars, in physical units (via :class:`lamfast.infer.Predictor`).
-
-        Parameters
-        ----------
-        values : float32 [N, V], NaN = missing; raw (not standardised) catalogue values.
-        columns : V token names.
-        request : token names to predict for every star.
-        batch_size : stars per forward pass (memory is bounded by it); default 256 on
-            CPU, 4096 on GPUs (:func:`lamfast.infer.default_batch_size`).
-        device : ``"auto"`` (CUDA if available), or any torch device; the model moves there.
-        max_tokens : keep at most this many present values per star (first in column order,
-            so list the most informative columns first: :func:`lamfast.vocab.by_information`);
-            default ``config.context_length``, the set size the model was trained on. A
-            warning says how many stars were cut.
-        precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
-
-        Returns
-        -------
-        astropy.table.Table
-            One row per star in input order: ``<name>`` and ``<name>_error`` per request
-            (value = mu*scale + median, error = sqrt(exp(logvar))*scale) and ``no_input``
-            (True where a star has no valid value; its predictions are NaN).
-        """
-        from astropy.table import Table
-
-        from .columns import check_columns
-        from .infer import Predictor
-        from .tokenizer import tokenize
-
-        was_training = self.training
-        predictor = Predictor(self, request, device=device, precision=precision, batch_size=batch_size)
-        if max_tokens is None:
-            max_tokens = self.config.context_length
-        values, _, _ = check_columns(values, columns, None, self.vocab)
-        _warn_if_cut(values, columns, max_tokens)
-        n, r = values.shape[0], len(predictor.request)
-        value, error = np.empty((n, r)), np.empty((n, r))
-        no_input = np.empty(n, dtype=bool)
-        chunk = max(predictor.batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
-        try:
-            for start in range(0, n, chunk):
-                batch = tokenize(values[start:start + chunk], columns, max_tokens=max_tokens,
-                                 normalizer=self.normalizer, vocab=self.vocab, threads=threads)
-                prepared = predictor.prepare(batch)
-                stop = start + batch.n_stars
-                value[start:stop], error[start:stop] = predictor.run(prepared)
-                no_input[start:stop] = prepared.no_input
-        finally:
-            self.train(was_training)
-        table = Table()
-        for j, name in enumerate(predictor.request):
-            table[name] = value[:, j]
-            table[f"{name}_error"] = error[:, j]
-        table["no_input"] = no_input
-        return table
-
     # ---- persistence ------------------------------------------------------------------
 
     def save(self, folder: str | os.PathLike) -> None:
@@ -379,11 +300,14 @@ class LAM(nn.Module):
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> LAM:
-        """Inverse of :meth:`save` (exact)."""
+        """Inverse of :meth:`save` (exact); ``"default"`` loads the shipped model.
+
+        Raises FileNotFoundError if ``folder`` is not a model folder (or, for
+        ``"default"``, no default model is installed)."""
         from safetensors.torch import load_file
 
-        folder = Path(folder)
-        meta = json.loads(_existing(folder / CONFIG_FILE).read_text())
+        folder = resolve_model(folder)
+        meta = json.loads((folder / CONFIG_FILE).read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{folder / CONFIG_FILE}: not a lamfast model (format "
                              f"{meta.get('format')!r}); for the authors' format use "

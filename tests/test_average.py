@@ -5,6 +5,7 @@ import torch
 from lamfast import LAM, LAMConfig
 from lamfast.average import average_models
 from lamfast.cli import main
+from lamfast.infer import predict
 from lamfast.reference_stats import paper_normalizer
 
 TINY = LAMConfig(width=16, encoder_heads=(2,), encoder_ffn=(32,), decoder_heads=(2,),
@@ -32,8 +33,8 @@ def test_a_model_averaged_with_itself_predicts_the_same(tmp_path, rng):
     main(["average", str(tmp_path / "soup"), str(tmp_path / "m"), str(tmp_path / "m")])
     soup = LAM.load(tmp_path / "soup")
     x = rng.normal(size=(20, 3)).astype(np.float32)
-    a = model.predict(x, ["bp0", "bp1", "jh"], request=["teff"], device="cpu")
-    b = soup.predict(x, ["bp0", "bp1", "jh"], request=["teff"], device="cpu")
+    a = predict(model, x, ["bp0", "bp1", "jh"], request=["teff"], device="cpu")
+    b = predict(soup, x, ["bp0", "bp1", "jh"], request=["teff"], device="cpu")
     np.testing.assert_array_equal(np.asarray(a["teff"]), np.asarray(b["teff"]))
 
 

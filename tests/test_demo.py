@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from lamfast import LAM, LAMConfig
-from lamfast.demo import run, sample_catalogue_path
-from lamfast.infer import default_model_path
+from lamfast.demo import run
+from lamfast.resources import default_model_path, sample_catalogue_path
 from lamfast.io.paper_hdf5 import read_paper_hdf5
 from lamfast.label import read_output
 from lamfast.reference_stats import paper_normalizer

@@ -15,7 +15,7 @@ from lamfast.io.paper_hdf5 import write_paper_hdf5
 from lamfast.label import parts_dir, read_output
 
 pytest.importorskip("distributed", reason="dask.distributed is the optional [dask] extra")
-label_module = importlib.import_module("lamfast.label")  # `lamfast.label` itself is the function
+run_module = importlib.import_module("lamfast.label.run")  # where run_units finds _load_unit
 from lamfast.distributed import label_distributed
 
 
@@ -52,7 +52,7 @@ def assert_same_output(a, b):
 def inject_failures(monkeypatch, flags):
     """Make unit 1 of partition 1 fail while a flag file exists (removed by the first failure
     if it is a 'once' flag); returns the list of failures seen."""
-    real = label_module._load_unit
+    real = run_module._load_unit
     failures = []
 
     def flaky(plan, i, predictor, threads):
@@ -67,7 +67,7 @@ def inject_failures(monkeypatch, flags):
                 raise RuntimeError("injected permanent failure")
         return real(plan, i, predictor, threads)
 
-    monkeypatch.setattr(label_module, "_load_unit", flaky)
+    monkeypatch.setattr(run_module, "_load_unit", flaky)
     return failures
 
 

@@ -13,8 +13,9 @@ import lamfast
 from lamfast import LAM, Normalizer
 from lamfast._prefetch import prefetch
 from lamfast.batch import Batch
-from lamfast.infer import (Predictor, _gather, default_batch_size, load_model, model_hash, resolve_device,
-                           resolve_model, resolve_precision)
+from lamfast.infer import (Predictor, _gather, default_batch_size, load_model, model_hash, predict, resolve_device,
+                           resolve_precision)
+from lamfast.resources import default_model_path, resolve_model
 
 COLUMNS = ["bp0", "bp1", "bp2", "bp3", "rp0", "rp1", "rp2", "jh", "jk", "bprp", "logebv"]
 
@@ -123,11 +124,26 @@ def test_model_resolution(rng, tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         resolve_model(tmp_path / "empty")
-    monkeypatch.setattr("lamfast.infer.default_model_path", lambda: tmp_path / "m")
+    monkeypatch.setattr("lamfast.resources.default_model_path", lambda: tmp_path / "m")
     assert resolve_model("default") == tmp_path / "m"
-    monkeypatch.setattr("lamfast.infer.default_model_path", lambda: tmp_path / "none")
+    monkeypatch.setattr("lamfast.resources.default_model_path", lambda: tmp_path / "none")
     with pytest.raises(FileNotFoundError, match="no default model is installed"):
         load_model("default")
+
+
+def test_the_default_model_loads_by_name(monkeypatch, tmp_path):
+    """One way to name the shipped model: "default", for LAM.load and lamfast.load alike."""
+    if not (default_model_path() / "config.json").is_file():
+        pytest.skip("no default model in this installation")
+    assert lamfast.load is lamfast.load_model and lamfast.predict is predict
+    by_class, by_function = LAM.load("default"), lamfast.load("default")
+    assert not by_function.training and by_class.config == by_function.config
+    assert by_class.normalizer == by_function.normalizer
+    for (name, a), (_, b) in zip(by_class.state_dict().items(), by_function.state_dict().items()):
+        assert torch.equal(a, b), name
+    monkeypatch.setattr("lamfast.resources.default_model_path", lambda: tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="no default model is installed"):
+        LAM.load("default")
 
 
 def test_prefetch_order_errors_and_early_stop():

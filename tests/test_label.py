@@ -47,14 +47,14 @@ def run(inputs, out, model, **kw):
 
 
 def expected(model, paths, columns=None):
-    """Predictions of each whole file through LAM.predict (one slab: other batching)."""
+    """Predictions of each whole file through lamfast.predict (one slab: other batching)."""
     cats = [read_parquet(paths[0]), read_paper_hdf5(paths[1])]
     out = []
     for k, cat in enumerate(cats):
         cols = columns or [c for c in model_input_columns(model, REQUEST) if c in cat.columns]
         with warnings.catch_warnings():   # stars of >64 values are cut, as label cuts them
             warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
-            table = model.predict(cat.select(cols).values, cols, REQUEST, device="cpu", batch_size=10_000)
+            table = lamfast.predict(model, cat.select(cols).values, cols, REQUEST, device="cpu", batch_size=10_000)
         out.append((k, cat.source_id, table))
     return out
 
@@ -103,7 +103,7 @@ def test_hdf5_output_metadata_and_columns(setup, tmp_path):
         assert f["teff"].attrs["unit"] == "K"
     # Same predictions as predict on those columns.
     cat = read_parquet(paths[0])
-    table = model.predict(cat.select(columns).values, columns, ["teff", "logebv"], device="cpu")
+    table = lamfast.predict(model, cat.select(columns).values, columns, ["teff", "logebv"], device="cpu")
     np.testing.assert_allclose(cols["logebv"][:230], table["logebv"], rtol=2e-5, equal_nan=True)
 
 
@@ -215,7 +215,7 @@ def test_bad_input(setup, tmp_path, monkeypatch):
         run([str(tmp_path / "*.parquet")], out, model_dir)
     with pytest.raises(FileNotFoundError, match="model 'no-model': no such folder"):
         run(paths, out, "no-model")
-    monkeypatch.setattr("lamfast.infer.default_model_path", lambda: tmp_path / "absent")
+    monkeypatch.setattr("lamfast.resources.default_model_path", lambda: tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no default model is installed"):
         run(paths, out, "default")
     with pytest.raises(ValueError, match="must end in one of"):

@@ -161,7 +161,7 @@ def test_predict_in_physical_units(rng):
     model = _perturbed(LAM(TINY, normalizer=normalizer), rng)
     raw = _stars(rng, 23, columns, empty_rows=(2, 17))
     raw = (raw * 3 + 10).astype(np.float32)
-    table = model.predict(raw, columns, request=["teff", "logg"], batch_size=5, device="cpu")
+    table = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=5, device="cpu")
     assert table.colnames == ["teff", "teff_error", "logg", "logg_error", "no_input"]
     assert len(table) == 23 and list(np.flatnonzero(table["no_input"])) == [2, 17]
     assert np.isnan(table["teff"][[2, 17]]).all() and np.isnan(table["logg_error"][[2, 17]]).all()
@@ -179,7 +179,7 @@ def test_predict_in_physical_units(rng):
         np.testing.assert_allclose(table[name][ok], want[ok], rtol=1e-5, atol=1e-5 * np.abs(want).max())
         np.testing.assert_allclose(table[f"{name}_error"][ok], want_err[ok], rtol=1e-5)
     # Chunking changes nothing but float rounding (padded block shapes differ).
-    whole = model.predict(raw, columns, request=["teff", "logg"], batch_size=1000, device="cpu")
+    whole = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=1000, device="cpu")
     np.testing.assert_allclose(np.asarray(whole["teff"]), np.asarray(table["teff"]), rtol=1e-5,
                                atol=1e-5 * np.nanmax(np.abs(table["teff"])))
 
@@ -189,18 +189,18 @@ def test_predict_bad_input(rng):
     raw = _stars(rng, 4, columns, empty_rows=())
     model = LAM(TINY, normalizer=_random_normalizer(rng))
     with pytest.raises(ValueError, match="unknown column 'tef'"):
-        model.predict(raw, columns, request=["tef"])
+        lamfast.predict(model, raw, columns, request=["tef"])
     with pytest.raises(ValueError, match="unknown column 'magic'"):
-        model.predict(raw, ["bp0", "magic"])
+        lamfast.predict(model, raw, ["bp0", "magic"])
     with pytest.raises(ValueError, match="float32"):
-        model.predict(raw.astype(np.float64), columns)
+        lamfast.predict(model, raw.astype(np.float64), columns)
     with pytest.raises(ValueError, match="batch_size"):
-        model.predict(raw, columns, batch_size=0)
+        lamfast.predict(model, raw, columns, batch_size=0)
     with pytest.raises(ValueError, match="no normalizer"):
-        LAM(TINY).predict(raw, columns)
+        lamfast.predict(LAM(TINY), raw, columns)
     no_stats = Normalizer.fit(raw, columns)  # has no stats for teff
     with pytest.raises(ValueError, match="no normalisation stats for column 'teff'"):
-        LAM(TINY, normalizer=no_stats).predict(raw, columns, request=["teff"])
+        lamfast.predict(LAM(TINY, normalizer=no_stats), raw, columns, request=["teff"])
 
 
 def test_config_validation():
@@ -236,12 +236,12 @@ def test_predict_warns_when_stars_have_more_values_than_it_sees(rng):
     raw = rng.normal(size=(6, len(columns))).astype(np.float32)
     raw[:2, 3:] = np.nan                              # 3 values: within a 4-token cut
     with pytest.warns(UserWarning, match="4 of 6 stars have more than 4 present values"):
-        model.predict(raw, columns, request=["teff"], max_tokens=4, device="cpu")
+        lamfast.predict(model, raw, columns, request=["teff"], max_tokens=4, device="cpu")
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model.predict(raw, columns, request=["teff"], device="cpu")   # context 64: nothing cut
+        lamfast.predict(model, raw, columns, request=["teff"], device="cpu")   # context 64: nothing cut
 
 
 @pytest.mark.skipif(lamfast.model._LINEAR_POINTWISE is None,

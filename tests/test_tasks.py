@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from lamfast import LAM, LAMConfig
-from lamfast.demo import sample_catalogue_path
-from lamfast.infer import default_model_path
+from lamfast.resources import default_model_path, sample_catalogue_path
 from lamfast.io.catalog import Catalog
 from lamfast.io.paper_hdf5 import read_paper_hdf5
 from lamfast.reference_stats import paper_normalizer

@@ -8,6 +8,7 @@ import torch
 
 from conftest import same_lamfast
 from lamfast.data.synthetic import make_synthetic
+from lamfast.infer import predict
 from lamfast.model import LAM
 from lamfast.train import TrainConfig, Trainer, TrainingDiverged, _epoch_order, epoch_max_blank, train
 
@@ -156,8 +157,8 @@ def test_init_from_may_widen_hidden_layers_and_keeps_the_predictions(stars, tmp_
     train_cat = stars[0]
     x = train_cat.select(["bp0", "bp1", "rp0", "jh", "bprp"])
     rows = np.isfinite(x.values).all(1)
-    before = saved.predict(x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
-    after = new.predict(x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
+    before = predict(saved, x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
+    after = predict(new, x.values[rows], x.columns, request=["teff", "logg"], device="cpu")
     for k in ("teff", "logg"):
         np.testing.assert_allclose(np.asarray(after[k]), np.asarray(before[k]), rtol=1e-5)
     narrower = {**TINY, "decoder_ffn": [16]}

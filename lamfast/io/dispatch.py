@@ -58,7 +58,7 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
         - ``"xp"``: Gaia XP_CONTINUOUS (CSV/ECSV/FITS/VOTable, plain or gzipped) ->
           bp0..bp54, rp0..rp54 in gnorm units, plus ``photometry``'s tokens.
           ``kwargs`` go to :func:`~lamfast.io.xp_archive.read_xp_continuous`
-          (``n_coefficients`` to :func:`~lamfast.io.xp_archive.xp_catalog`).
+          (``n_coefficients`` to :func:`~lamfast.io.xp_continuous.xp_catalog`).
         - ``"apogee"``: allStar FITS (:func:`~lamfast.io.apogee.read_apogee_allstar`).
         - ``"parquet"``: :func:`~lamfast.io.parquet.read_parquet`.
         - ``"paper_hdf5"``: the authors' HDF5 layout
@@ -94,7 +94,8 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
 
 def _read_xp(path: Path, photometry, n_coefficients: int = 55, **kwargs) -> Catalog:
     from .gaia_photometry import gaia_photometry
-    from .xp_archive import read_xp_continuous, xp_catalog
+    from .xp_archive import read_xp_continuous
+    from .xp_continuous import xp_catalog
 
     extra = list(kwargs.pop("extra_columns", ()))
     if "phot_g_mean_mag" not in extra and "phot_g_mean_mag" in _xp_column_names(path, kwargs):

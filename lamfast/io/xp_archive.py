@@ -1,6 +1,7 @@
-"""Gaia DR3 XP_CONTINUOUS (BP/RP basis-function coefficients) as the Gaia archive
-delivers it: CSV ("(v1, v2, ...)" arrays), ECSV ("[v1,v2,...]" arrays), FITS
-(variable-length arrays) and VOTable (arraysize="*"), each plain or gzipped.
+"""Readers (and the text writer) of Gaia DR3 XP_CONTINUOUS (BP/RP basis-function
+coefficients) as the Gaia archive delivers it: CSV ("(v1, v2, ...)" arrays), ECSV
+("[v1,v2,...]" arrays), FITS (variable-length arrays) and VOTable (arraysize="*"), each
+plain or gzipped. They return :class:`lamfast.io.xp_continuous.XpContinuous`.
 
 The text formats are parsed by the C++ core (``lamfast._core.parse_xp_text``), streamed
 in chunks of whole lines; :func:`read_xp_continuous_reference` does the same with the
@@ -19,17 +20,12 @@ import io
 import mmap
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from .catalog import Catalog
-from .photometry import g_flux
+from .xp_continuous import BANDS, N_BASES, N_CORRELATIONS, XpContinuous
 
-N_BASES = 55                                   # coefficients per band (DR3)
-N_CORRELATIONS = N_BASES * (N_BASES - 1) // 2  # 1485, np.tril_indices(55, -1) order
-BANDS = ("bp", "rp")
 TEXT_FORMATS = ("csv", "ecsv")
 FORMATS = TEXT_FORMATS + ("fits", "votable")
 REQUIRED = ("source_id",) + tuple(f"{b}_{c}" for b in BANDS
@@ -42,93 +38,6 @@ _BAND_KINDS = {"coefficients": _COEF, "coefficient_errors": _ERR,
                "standard_deviation": _STD}
 _CORE_ERRORS = {1: "field count", 2: "not a number", 3: "array length", 4: "not an array",
                 5: "unterminated quote", 6: "empty source_id"}
-
-
-@dataclass
-class XpContinuous:
-    """N stars of Gaia XP_CONTINUOUS, archive units (e-/s per basis function).
-
-    A missing band (empty fields) is NaN with n_relevant_bases = -1; so is a column the
-    file lacks. Where ``blank_irrelevant`` was set, coefficients (and their errors) at
-    index >= n_relevant_bases are NaN.
-    """
-
-    source_id: np.ndarray               # int64 [N]
-    bp_coefficients: np.ndarray         # float64 [N, 55]
-    rp_coefficients: np.ndarray         # float64 [N, 55]
-    bp_coefficient_errors: np.ndarray   # float32 [N, 55]
-    rp_coefficient_errors: np.ndarray   # float32 [N, 55]
-    bp_n_relevant_bases: np.ndarray     # int32 [N], -1 = unknown
-    rp_n_relevant_bases: np.ndarray     # int32 [N]
-    bp_standard_deviation: np.ndarray   # float32 [N]
-    rp_standard_deviation: np.ndarray   # float32 [N]
-    bp_coefficient_correlations: np.ndarray | None = None  # float32 [N, 1485] or None
-    rp_coefficient_correlations: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)  # name -> float64 [N] (extra_columns)
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.source_id)
-
-    @property
-    def coefficients(self) -> np.ndarray:
-        """float64 [N, 110]: BP 0-54 then RP 0-54 (the paper's order)."""
-        return np.concatenate([self.bp_coefficients, self.rp_coefficients], axis=1)
-
-    @property
-    def coefficient_errors(self) -> np.ndarray:
-        """float32 [N, 110]."""
-        return np.concatenate([self.bp_coefficient_errors, self.rp_coefficient_errors], axis=1)
-
-    def covariance(self, band: str) -> np.ndarray:
-        """float64 [N, 55, 55] covariance of one band's coefficients from the errors and
-        the lower-triangle correlations (read with ``correlations=True``)."""
-        corr = getattr(self, f"{_check_band(band)}_coefficient_correlations")
-        if corr is None:
-            raise ValueError("correlations were not read: use correlations=True")
-        err = getattr(self, f"{band}_coefficient_errors").astype(np.float64)
-        rho = np.zeros((len(self), N_BASES, N_BASES))
-        lo = np.tril_indices(N_BASES, -1)
-        rho[:, lo[0], lo[1]] = corr
-        rho = rho + rho.transpose(0, 2, 1)
-        rho[:, np.arange(N_BASES), np.arange(N_BASES)] = 1.0
-        return rho * err[:, :, None] * err[:, None, :]
-
-    def blank_irrelevant(self) -> None:
-        """Set coefficients and errors at index >= n_relevant_bases to NaN (in place)."""
-        for band in BANDS:
-            n_rel = getattr(self, f"{band}_n_relevant_bases")
-            mask = (np.arange(N_BASES)[None, :] >= n_rel[:, None]) & (n_rel[:, None] >= 0)
-            getattr(self, f"{band}_coefficients")[mask] = np.nan
-            getattr(self, f"{band}_coefficient_errors")[mask] = np.nan
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[XpContinuous], meta: dict | None = None) -> XpContinuous:
-        """Stars of several results, in order (e.g. one per archive file)."""
-        if not parts:
-            raise ValueError("nothing to concatenate")
-        kw = {}
-        for f in fields(cls):
-            if f.name in ("extra", "meta"):
-                continue
-            arrays = [getattr(p, f.name) for p in parts]
-            if any(a is None for a in arrays):
-                if not all(a is None for a in arrays):
-                    raise ValueError(f"{f.name} present in some parts only")
-                kw[f.name] = None
-            else:
-                kw[f.name] = np.concatenate(arrays)
-        names = list(parts[0].extra)
-        if any(list(p.extra) != names for p in parts):
-            raise ValueError("parts have different extra columns")
-        kw["extra"] = {k: np.concatenate([p.extra[k] for p in parts]) for k in names}
-        return cls(**kw, meta=dict(meta if meta is not None else parts[0].meta))
-
-
-def _check_band(band: str) -> str:
-    if band not in BANDS:
-        raise ValueError(f"band must be 'bp' or 'rp', got {band!r}")
-    return band
 
 
 def detect_format(path: str | Path) -> str:
@@ -630,106 +539,3 @@ def _stack(table, name: str, n: int, dtype, path) -> np.ndarray:
             raise ValueError(f"{path}: row {i}, column {name!r}: {a.size} values, expected {n}")
         out[i] = a
     return out
-
-
-# ---- to the model's columns ------------------------------------------------------------
-
-def xp_token_names(n: int = N_BASES) -> list[str]:
-    """bp0..bp{n-1}, rp0..rp{n-1}."""
-    return [f"{b}{i}" for b in BANDS for i in range(n)]
-
-
-def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = None,
-               n_coefficients: int = N_BASES) -> Catalog:
-    """XP coefficients in the paper's gnorm units (divided by the G flux in e-/s) as a
-    :class:`Catalog` with columns bp0..bp{n-1}, rp0..rp{n-1}.
-
-    Parameters
-    ----------
-    xp : the archive rows.
-    g_mag : float [N], optional
-        phot_g_mean_mag [mag] per row of ``xp``. Default: from ``photometry`` (its
-        ``extra["phot_g_mean_mag"]``), else from ``xp.extra["phot_g_mean_mag"]``.
-    photometry : Catalog, optional
-        E.g. from :func:`lamfast.io.gaia_photometry.gaia_photometry`; joined on
-        source_id (stars it lacks get NaN), its token columns and extras appended.
-    n_coefficients : keep the first n coefficients per band (the paper: 55; its
-        headline inputs use 30).
-
-    A star without G gets NaN coefficients (missing), never a wrong scale.
-    """
-    if not 1 <= n_coefficients <= N_BASES:
-        raise ValueError(f"n_coefficients must be in 1..{N_BASES}, got {n_coefficients}")
-    n = len(xp)
-    joined = None
-    if photometry is not None:
-        index = _join_index(xp.source_id, photometry.source_id)
-        joined = _take_rows(photometry, index)
-    if g_mag is None:
-        if joined is not None and "phot_g_mean_mag" in joined.extra:
-            g_mag = joined.extra["phot_g_mean_mag"]
-        elif "phot_g_mean_mag" in xp.extra:
-            g_mag = xp.extra["phot_g_mean_mag"]
-        else:
-            raise ValueError("gnorm needs phot_g_mean_mag: pass g_mag=, photometry= (with "
-                             "extra['phot_g_mean_mag']) or read it as an extra column")
-    g_mag = np.asarray(g_mag, dtype=np.float64)
-    if g_mag.shape != (n,):
-        raise ValueError(f"g_mag must have shape ({n},), got {g_mag.shape}")
-    scale = 1.0 / g_flux(g_mag)  # NaN G -> NaN coefficients
-    k = n_coefficients
-    values = np.concatenate([xp.bp_coefficients[:, :k], xp.rp_coefficients[:, :k]], axis=1)
-    errors = np.concatenate([xp.bp_coefficient_errors[:, :k],
-                             xp.rp_coefficient_errors[:, :k]], axis=1)
-    values = (values * scale[:, None]).astype(np.float32)
-    errors = (errors.astype(np.float64) * scale[:, None]).astype(np.float32)
-    columns = xp_token_names(k)
-    extra = {"phot_g_mean_mag": g_mag,
-             "bp_n_relevant_bases": xp.bp_n_relevant_bases,
-             "rp_n_relevant_bases": xp.rp_n_relevant_bases,
-             "bp_standard_deviation": xp.bp_standard_deviation,
-             "rp_standard_deviation": xp.rp_standard_deviation, **xp.extra}
-    meta = {**xp.meta, "xp_units": "gnorm: coefficient / G flux [e-/s]"}
-    if joined is not None:
-        columns += joined.columns
-        values = np.concatenate([values, joined.values], axis=1)
-        errors = np.concatenate([errors, joined.errors], axis=1)
-        extra.update(joined.extra)
-        meta["photometry"] = joined.meta
-    return Catalog(columns, values, errors, xp.source_id.copy(), meta, extra)
-
-
-def _join_index(target: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """int64 [len(target)]: row of ``source`` with the same id, -1 where none."""
-    if len(source) == 0:
-        return np.full(len(target), -1, np.int64)
-    order = np.argsort(source, kind="stable")
-    sorted_ids = source[order]
-    dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
-    if dup.size:
-        raise ValueError(f"photometry has duplicate source_id {dup[0]}")
-    pos = np.minimum(np.searchsorted(sorted_ids, target), len(source) - 1)
-    return np.where(sorted_ids[pos] == target, order[pos], -1).astype(np.int64)
-
-
-def _take_rows(cat: Catalog, index: np.ndarray) -> Catalog:
-    """Rows of ``cat`` by index; -1 gives an all-missing row (NaN values, NaN floats)."""
-    missing = index < 0
-    safe = np.where(missing, 0, index)
-    if len(cat) == 0:
-        values = np.full((len(index), len(cat.columns)), np.nan, np.float32)
-        return Catalog(cat.columns, values, values.copy(), np.full(len(index), -1, np.int64),
-                       dict(cat.meta), {k: np.full(len(index), np.nan) for k in cat.extra})
-    values = cat.values[safe]
-    errors = cat.errors[safe]
-    values[missing] = np.nan
-    errors[missing] = np.nan
-    extra = {}
-    for k, a in cat.extra.items():
-        a = np.asarray(a)[safe]
-        if missing.any():
-            a = a.astype(np.float64) if a.dtype.kind in "iub" else a
-            if a.dtype.kind == "f":
-                a[missing] = np.nan
-        extra[k] = a
-    return Catalog(cat.columns, values, errors, cat.source_id[safe], dict(cat.meta), extra)

@@ -69,8 +69,8 @@ def run_all(model, out_dir, catalog=None, tasks=TASKS) -> dict:
     bundled sample of 1,000 real test-split stars); writes PNGs, tasks.json, tasks.md."""
     model = as_model(model)
     if catalog is None:
-        from ..demo import sample_catalogue_path
         from ..io.paper_hdf5 import read_paper_hdf5
+        from ..resources import sample_catalogue_path
 
         catalog = read_paper_hdf5(sample_catalogue_path())
     out = Path(out_dir)

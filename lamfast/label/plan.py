@@ -1,0 +1,254 @@
+"""The work plan of a labelling job: work units, shards, and the plan kept in ``OUT.parts``.
+
+The inputs (files or globs, any format :func:`lamfast.io.read_catalog` reads) are cut into
+*work units* = (file, row range), enumerated deterministically: files in the order given
+(a glob expands sorted; a file named twice counts once), rows in chunks of ``chunk_rows``
+where the format allows it (the paper's HDF5: row ranges; Parquet: whole row groups,
+grouped up to ``chunk_rows``). Other formats (Gaia archive XP files, APOGEE allStar) are
+read whole: one unit per file.
+
+The plan (inputs and their sizes, units, model hash, request, ...) is kept in
+``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the same plan, and
+unit i's result is ``OUT.parts/unit-<i:06d>.npz``. ``shard=(K, N)`` takes units K, K+N,
+K+2N, ... (0 <= K < N): N independent jobs (e.g. a SLURM array) cover the plan exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+
+PLAN_FILE = "plan.json"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Rows ``start:stop`` of input file ``file`` (``stop`` None: the whole file)."""
+
+    file: int
+    start: int = 0
+    stop: int | None = None
+    row_groups: tuple[int, int] | None = None     # Parquet: row groups [g0, g1)
+
+    @property
+    def n_rows(self) -> int | None:
+        return None if self.stop is None else self.stop - self.start
+
+
+@dataclass
+class LabelPlan:
+    """Everything that determines the output; identical for every job sharing OUT.parts."""
+
+    inputs: list[str]              # absolute paths
+    formats: list[str]             # read_catalog format per input
+    sizes: list[int]               # bytes per input (a changed file changes the plan)
+    units: list[WorkUnit]
+    request: list[str]
+    columns: list[str] | None      # input token columns; None = every one the model knows
+    model: str                     # model name ("default" or the folder's name)
+    model_sha256: str
+    precision: str                 # as asked ("auto", "fp32", "bf16")
+    max_tokens: int
+    chunk_rows: int
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["units"] = [[u.file, u.start, u.stop, list(u.row_groups) if u.row_groups else None]
+                      for u in self.units]
+        return {"version": PLAN_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LabelPlan:
+        d = dict(d)
+        if d.pop("version", None) != PLAN_VERSION:
+            raise ValueError(f"label plan version is not {PLAN_VERSION}")
+        d["units"] = [WorkUnit(f, s, e, tuple(g) if g else None) for f, s, e, g in d["units"]]
+        return cls(**d)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def describe(self, i: int) -> str:
+        u = self.units[i]
+        rows = "all rows" if u.stop is None else f"rows {u.start}:{u.stop}"
+        return f"unit {i} ({Path(self.inputs[u.file]).name}, {rows})"
+
+
+def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], columns: Sequence[str] | None,
+              precision: str, chunk_rows: int) -> LabelPlan:
+    """The deterministic plan of a labelling job (inputs expanded, units enumerated).
+
+    Parameters
+    ----------
+    inputs : a file, a glob, or a list of them.
+    model : ``"default"`` or a model folder; ``lam`` is that model, loaded.
+    request, columns : as :func:`lamfast.label` takes them (checked against ``lam``).
+    precision : as asked (``"auto"`` stays ``"auto"``: the plan does not depend on devices).
+    chunk_rows : rows per work unit where the format can be read in parts.
+    """
+    from ..infer import check_request, model_hash
+    from ..resources import DEFAULT_MODEL, resolve_model
+
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    request = check_request(lam, request)
+    paths = expand_inputs(inputs)
+    formats, units = plan_units(paths, int(chunk_rows))
+    name = DEFAULT_MODEL if str(model) == DEFAULT_MODEL else resolve_model(model).name
+    return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[p.stat().st_size for p in paths],
+                     units=units, request=request, columns=check_input_columns(lam, columns, request),
+                     model=name, model_sha256=model_hash(model), precision=precision,
+                     max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows))
+
+
+def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Files and globs -> existing files, in order (a glob sorted), each once."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: dict[Path, None] = {}
+    for item in inputs:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {text!r}")
+        else:
+            matches = [text]
+        for m in matches:
+            path = Path(m)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such input file: {m}")
+            files.setdefault(path.resolve(), None)
+    if not files:
+        raise ValueError("no input file given")
+    return list(files)
+
+
+def plan_units(paths: Sequence[Path], chunk_rows: int) -> tuple[list[str], list[WorkUnit]]:
+    """Formats and work units of the files (every row in exactly one unit, in order)."""
+    from ..io.dispatch import detect_catalog_format
+
+    formats, units = [], []
+    for k, path in enumerate(paths):
+        fmt = detect_catalog_format(path)
+        formats.append(fmt)
+        if fmt == "paper_hdf5":
+            n = _hdf5_rows(path)
+            units += [WorkUnit(k, a, min(n, a + chunk_rows)) for a in range(0, n, chunk_rows)] or [WorkUnit(k, 0, 0)]
+        elif fmt == "parquet":
+            units += _parquet_units(k, path, chunk_rows)
+        else:
+            units.append(WorkUnit(k))
+    return formats, units
+
+
+def _hdf5_rows(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "gaia_source_id" not in f:
+            raise ValueError(f"{path}: no 'gaia_source_id' dataset (not in the paper's HDF5 layout)")
+        return int(f["gaia_source_id"].shape[0])
+
+
+def _parquet_units(k: int, path: Path, chunk_rows: int) -> list[WorkUnit]:
+    """Consecutive row groups, gathered until a unit holds >= chunk_rows rows."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    units, g0, start, rows = [], 0, 0, 0
+    for g in range(meta.num_row_groups):
+        rows += meta.row_group(g).num_rows
+        if rows - start >= chunk_rows or g == meta.num_row_groups - 1:
+            units.append(WorkUnit(k, start, rows, (g0, g + 1)))
+            g0, start = g + 1, rows
+    return units or [WorkUnit(k, 0, 0, (0, 0))]
+
+
+def check_input_columns(lam, columns: Sequence[str] | None, request: Sequence[str]) -> list[str] | None:
+    """None (auto) or the validated list of input token columns."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        columns = [columns]
+    columns = list(columns)
+    if not columns:
+        raise ValueError("columns: give at least one input token (or None for every one the model knows)")
+    lam.vocab.ids(columns)                      # unknown names -> ValueError naming them
+    lam.normalizer.has_stats(columns)
+    both = [c for c in columns if c in request]
+    if both:
+        raise ValueError(f"columns {both} are both inputs and requested outputs")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"columns lists a token twice: {columns}")
+    return columns
+
+
+# ---- shards ---------------------------------------------------------------------------------
+
+def parse_shard(shard) -> tuple[int, int] | None:
+    """None, (K, N) or "K/N" -> (K, N) with 0 <= K < N."""
+    if shard is None:
+        return None
+    try:
+        k, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
+    except (ValueError, TypeError):
+        raise ValueError(f"shard must be K/N (0 <= K < N), got {shard!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
+    return k, n
+
+
+def shard_units(n_units: int, shard: tuple[int, int] | None) -> list[int]:
+    """Units of shard K of N: K, K+N, K+2N, ... (round robin: shards get similar work)."""
+    if shard is None:
+        return list(range(n_units))
+    k, n = shard
+    return list(range(k, n_units, n))
+
+
+# ---- the parts folder -----------------------------------------------------------------------
+
+def parts_dir(output: str | os.PathLike) -> Path:
+    """``OUT.parts``: the folder of per-unit results beside the output file."""
+    output = Path(output)
+    return output.with_name(output.name + ".parts")
+
+
+def part_path(parts: Path, i: int) -> Path:
+    """The result file of unit ``i`` in the parts folder ``parts``."""
+    return parts / f"unit-{i:06d}.npz"
+
+
+def ensure_plan(parts: Path, plan: LabelPlan) -> None:
+    """Store the plan in ``parts``, or check that the one stored there is the same if
+    results of it exist (ValueError otherwise)."""
+    path = parts / PLAN_FILE
+    if path.is_file() and any(parts.glob("unit-*.npz")):  # a plan without results may be replaced
+        stored = LabelPlan.from_dict(json.loads(path.read_text()))
+        if stored.digest() != plan.digest():
+            raise ValueError(f"{parts} holds work of a different labelling plan (inputs, model, "
+                             "request, columns or chunking differ); delete it or choose another output")
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(plan.to_dict(), indent=1))
+
+
+def read_plan(parts: Path) -> LabelPlan:
+    """The plan stored in ``parts`` (FileNotFoundError if there is none)."""
+    path = parts / PLAN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to merge: {path} does not exist (run lamfast label first)")
+    return LabelPlan.from_dict(json.loads(path.read_text()))

@@ -1,0 +1,257 @@
+"""Running a labelling job: :func:`label`, and :func:`run_units`, which computes work units
+into ``OUT.parts`` (also the task body of :mod:`lamfast.distributed`).
+
+**Execution.** Units are read and tokenized on a background thread, ``prefetch`` units
+ahead of the device, and each unit's predictions are written atomically to
+``OUT.parts/unit-NNNNNN.npz`` (temporary file + fsync + rename). ``resume=True`` skips units
+whose part exists, so a job killed at any moment (even ``kill -9``) and rerun with
+``resume`` produces the same output as an uninterrupted run. A run without ``shard`` then
+merges (:func:`lamfast.label.merge`); after sharded runs ``lamfast label --merge OUT``
+checks that every unit has its part and writes ``OUT``.
+
+**Memory bound** (independent of the catalogue size): at most ``prefetch + 2`` units live
+at once (queued, being read, being predicted), each about ``chunk_rows x (8 C + 8 V)``
+bytes for the reader's catalogue (C catalogue columns, values and errors in float32) and
+its V input columns, plus the packed tokens (8 bytes per token), plus the activations of
+one micro-batch of ``batch_size`` stars, plus the merge's 65,536-row write buffer. For the
+paper's HDF5 layout (C = 118) with the defaults (chunk_rows 65,536, prefetch 2) that is
+about 4 x 65,536 x ~2.4 kB = 0.6 GB beyond the model. A file that can only be read whole
+is one unit, so its own size bounds memory instead.
+
+Test hook: the environment variable ``LAMFAST_LABEL_UNIT_SLEEP`` (seconds) makes the job
+sleep after each unit it writes, so tests can kill it between units.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from .output import finished_output, merge, output_format
+from .plan import LabelPlan, WorkUnit, ensure_plan, make_plan, parse_shard, part_path, parts_dir, shard_units
+from .summary import LabelSummary
+
+UNIT_SLEEP_ENV = "LAMFAST_LABEL_UNIT_SLEEP"
+
+
+def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str] = ("teff", "logg", "m_h"),
+          output: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int | None = None,
+          device: str = "auto", precision: str = "auto", shard=None, resume: bool = False,
+          chunk_rows: int = 65536, prefetch: int = 2, threads: int | None = None,
+          progress: bool = True) -> LabelSummary:
+    """Label catalogue files with a trained model, file to file (see :mod:`lamfast.label`).
+
+    Parameters
+    ----------
+    inputs : a file, a glob, or a list of them (any format ``read_catalog`` reads).
+    model : ``"default"`` (the shipped model) or a folder written by ``LAM.save``.
+    request : token names to predict for every star.
+    output : ``.parquet`` or ``.h5`` file; results of units go to ``OUT.parts/`` first.
+    columns : input token columns; default every column of a file that the model has
+        normalisation stats for, except the requested ones, scalars first and then XP
+        coefficients by rising order (:func:`lamfast.vocab.by_information`). The first
+        ``max_tokens`` (the model's context length) present values of a star, in this
+        order, are used. A
+        listed column that a file lacks counts as missing for its stars.
+    batch_size : stars per forward pass (bounds device memory); default 256 on CPU, 4096
+        on GPUs (:func:`lamfast.infer.default_batch_size`).
+    device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
+    precision : ``"fp32"``, ``"bf16"`` (autocast), ``"auto"`` (bf16 on CUDA, fp32 on CPU).
+    shard : ``(K, N)`` or ``"K/N"``: compute only units K, K+N, ... and do not merge.
+    resume : skip units already done (and return at once if ``output`` is already the
+        merged result of the same plan).
+    chunk_rows : rows per work unit where the format can be read in parts.
+    prefetch : units read and tokenized ahead of the model (memory: see the module doc).
+    threads : tokenizer threads (default: 1 when the model runs on the CPU, which needs the
+        cores, else :func:`lamfast.get_num_threads`).
+    progress : show a tqdm bar with stars/s.
+
+    Returns
+    -------
+    LabelSummary: rows and flagged rows computed, units done/skipped, wall time,
+    throughput, per-stage seconds.
+    """
+    from ..infer import Predictor, load_model
+
+    t0 = time.perf_counter()
+    output = Path(output)
+    output_format(output)  # a bad name fails before the model loads
+    shard = parse_shard(shard)
+    lam = load_model(model)
+    predictor = Predictor(lam, request, device=device, precision=precision, batch_size=batch_size)
+    plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows)
+    if resume and shard is None:
+        meta = finished_output(output, plan)
+        if meta is not None:
+            summary = LabelSummary.already_merged(output, len(plan.units), meta)
+            summary.wall_s = time.perf_counter() - t0
+            return summary
+    parts = parts_dir(output)
+    ensure_plan(parts, plan)
+    summary = run_units(plan, shard_units(len(plan.units), shard), predictor, parts, resume=resume,
+                        progress=progress, prefetch_depth=prefetch, threads=threads)
+    if shard is None:
+        summary.add_merge(merge(output))
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *, resume: bool,
+              progress: bool = True, prefetch_depth: int = 2, threads: int | None = None) -> LabelSummary:
+    """Compute the units ``indices`` of ``plan`` into ``parts`` (skipping finished ones if
+    ``resume``). The model runs on this thread; reading and tokenizing on a background one.
+
+    Parameters
+    ----------
+    plan : the job's plan, already stored in ``parts`` (:func:`lamfast.label.ensure_plan`).
+    indices : units to compute, e.g. :func:`lamfast.label.shard_units` of a shard.
+    predictor : :class:`lamfast.infer.Predictor` of the plan's model and request.
+    parts : the parts folder (:func:`lamfast.label.parts_dir` of the output).
+
+    Returns
+    -------
+    LabelSummary of the units computed here (``output`` None: nothing is merged).
+    """
+    from .._prefetch import prefetch
+
+    if threads is None and predictor.device.type == "cpu":
+        threads = 1  # the model needs the cores; tokenizing is ~1% of its cost, and
+        #              oversubscribed OpenMP threads of torch slow down many-fold
+    t_start = time.perf_counter()
+    summary = LabelSummary(None, units_total=len(plan.units))
+    pending = [i for i in indices if not (resume and part_path(parts, i).is_file())]
+    summary.units_skipped = len(indices) - len(pending)
+    sizes = [plan.units[i].n_rows for i in pending]
+    bar = _progress_bar(None if None in sizes else sum(sizes), progress)
+    sleep = float(os.environ.get(UNIT_SLEEP_ENV, "0") or 0)
+    computed_with = f"{predictor.device.type}/{predictor.precision}"
+    try:
+        for loaded in prefetch((_load_unit(plan, i, predictor, threads) for i in pending), prefetch_depth):
+            t0 = time.perf_counter()
+            value, error = predictor.run(loaded.prepared)
+            t1 = time.perf_counter()
+            no_input = loaded.prepared.no_input
+            _write_part(part_path(parts, loaded.index), loaded.index, plan.units[loaded.index],
+                        loaded.source_id, loaded.input_row, value, error, no_input, computed_with)
+            t2 = time.perf_counter()
+            tm = summary.timings
+            tm["read"] += loaded.read_s
+            tm["tokenize"] += loaded.tokenize_s
+            tm["model"] += t1 - t0
+            tm["write"] += t2 - t1
+            summary.rows += len(no_input)
+            summary.flagged += int(no_input.sum())
+            summary.units_done += 1
+            bar.update(len(no_input))
+            if sleep:
+                time.sleep(sleep)
+    finally:
+        bar.close()
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def read_unit(plan: LabelPlan, unit: WorkUnit):
+    """The :class:`lamfast.io.Catalog` of one work unit."""
+    path = plan.inputs[unit.file]
+    fmt = plan.formats[unit.file]
+    if fmt == "paper_hdf5":
+        from ..io.paper_hdf5 import read_paper_hdf5
+
+        cat = read_paper_hdf5(path, slice(unit.start, unit.stop))
+    elif fmt == "parquet":
+        from ..io.parquet import read_parquet
+
+        cat = read_parquet(path, row_groups=list(range(*unit.row_groups)))
+    else:
+        from ..io.dispatch import read_catalog
+
+        cat = read_catalog(path, format=fmt)
+    if unit.n_rows is not None and len(cat) != unit.n_rows:
+        raise ValueError(f"{path}: expected {unit.n_rows} rows at {unit.start}:{unit.stop}, read "
+                         f"{len(cat)} (did the file change since the plan was made?)")
+    return cat
+
+
+def model_input_columns(model, request: Sequence[str]) -> list[str]:
+    """Tokens the model has normalisation stats for, minus the requested ones, most
+    informative first (:func:`lamfast.vocab.by_information`: the context cut keeps them)."""
+    from ..vocab import by_information
+
+    center = model.normalizer.center
+    return by_information(t for t in model.vocab.tokens
+                          if np.isfinite(center[model.vocab.id(t)]) and t not in request)
+
+
+# ---- one unit -------------------------------------------------------------------------------
+
+@dataclass
+class _Loaded:
+    index: int
+    source_id: np.ndarray
+    input_row: np.ndarray
+    prepared: object                # infer.PreparedChunk
+    read_s: float
+    tokenize_s: float
+
+
+def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None) -> _Loaded:
+    from ..batch import Batch
+    from ..tokenizer import tokenize
+
+    unit, path = plan.units[i], plan.inputs[plan.units[i].file]
+    t0 = time.perf_counter()
+    cat = read_unit(plan, unit)
+    t1 = time.perf_counter()
+    values, columns = _input_matrix(cat, plan, predictor.model, path)
+    if len(cat):
+        batch = tokenize(values, columns, max_tokens=plan.max_tokens, normalizer=predictor.model.normalizer,
+                         vocab=predictor.model.vocab, threads=threads)
+    else:
+        batch = Batch(np.empty(0, np.int32), np.empty(0, np.float32), np.zeros(1, np.int32), 0)
+    prepared = predictor.prepare(batch)
+    t2 = time.perf_counter()
+    rows = unit.start + np.arange(len(cat), dtype=np.int64)
+    return _Loaded(i, cat.source_id, rows, prepared, t1 - t0, t2 - t1)
+
+
+def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, list[str]]:
+    """float32 [N, V] values of the input token columns of one unit, and their names."""
+    if plan.columns is None:
+        have = set(cat.columns)
+        columns = [c for c in model_input_columns(model, plan.request) if c in have]
+        if not columns:
+            raise ValueError(f"{path}: none of its columns ({', '.join(cat.columns[:6])}, ...) is an "
+                             "input token of the model")
+        index = [cat.columns.index(c) for c in columns]
+        return np.ascontiguousarray(cat.values[:, index]), columns
+    present = {c: j for j, c in enumerate(cat.columns)}
+    if not any(c in present for c in plan.columns):
+        raise ValueError(f"{path}: has none of the input columns {plan.columns[:6]}")
+    values = np.full((len(cat), len(plan.columns)), np.nan, dtype=np.float32)
+    for k, c in enumerate(plan.columns):   # a column the file lacks stays missing (NaN)
+        if c in present:
+            values[:, k] = cat.values[:, present[c]]
+    return values, list(plan.columns)
+
+
+def _write_part(path: Path, index: int, unit: WorkUnit, source_id, input_row, value, error, no_input,
+                computed_with: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, unit=np.array([index, unit.file, unit.start], dtype=np.int64),
+                 source_id=np.asarray(source_id, np.int64), input_row=input_row,
+                 value=value.astype(np.float32), error=error.astype(np.float32), no_input=no_input,
+                 computed_with=np.array(computed_with))
+
+
+def _progress_bar(total, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="star", unit_scale=True, disable=not enabled, desc="labelling",
+                dynamic_ncols=True, smoothing=0.1)
