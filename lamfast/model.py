@@ -100,6 +100,10 @@ def _onednn_linear_pointwise():
 
 
 _LINEAR_POINTWISE = _onednn_linear_pointwise()
+# The fused op's dtypes on this CPU: oneDNN has no bf16 inner product without AVX-512
+# (AMD Zen 3, say), where F.linear still computes bf16 through another kernel.
+_FUSED_DTYPES = (torch.float32,) + ((torch.bfloat16,) if _LINEAR_POINTWISE is not None
+                                    and torch.ops.mkldnn._is_mkldnn_bf16_supported() else ())
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -114,7 +118,7 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     if fused and torch.is_autocast_enabled("cpu"):  # the op is not autocast-aware: cast as F.linear would
         dtype = torch.get_autocast_dtype("cpu")
         x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-    if not fused or x.dtype != weight.dtype:
+    if not fused or x.dtype != weight.dtype or x.dtype not in _FUSED_DTYPES:
         y = F.linear(x, weight, bias)
         return _gelu(y) if gelu else y
     return _LINEAR_POINTWISE(x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
