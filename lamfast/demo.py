@@ -3,7 +3,8 @@
 Labels the bundled sample catalogue (1,000 real APOGEE DR17 stars with Gaia DR3 XP
 spectra, test split of the benchmark set) with the shipped default model from the
 headline inputs (bp0..29, rp0..29, jh, jk, bprp), file to file through `lamfast.label`,
-then compares with the APOGEE labels and draws a Kiel diagram.
+then compares with the APOGEE labels: a one-to-one plot per label and a Kiel diagram,
+beside the paper's other tasks (generated spectra, inpainting, loci, extinction curve).
 """
 
 from __future__ import annotations
@@ -41,21 +42,42 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
     for k in LABELS:
         d = truth.column(k).astype(np.float64) - predicted[k]
         report[f"{k}_scatter"], report[f"{k}_bias"] = robust_scatter(d), float(np.nanmedian(d))
-    _plot(out / "kiel.png", truth, predicted)
+    report["figures"] = [str(_plot_one_to_one(out / "one_to_one.png", truth, predicted, report)),
+                         str(_plot_kiel(out / "kiel.png", truth, predicted))]
     if tasks:  # the paper's other tasks on the same model and stars: PNGs + tasks.md
         from .tasks.report import run_all
 
         report["tasks"] = run_all(model, out, truth)
         report["tasks_report"] = str(out / "tasks.md")
+        report["figures"] += [str(out / name) for name in
+                              ("generate_xp.png", "inpaint.png", "loci.png", "extinction.png")]
     return report
 
 
-def _plot(path: Path, truth, predicted) -> None:
+def _plot_one_to_one(path: Path, truth, predicted, report: dict) -> Path:
+    """Predicted against APOGEE per label, with the robust scatter and bias written in."""
     from .tasks.common import pyplot, save_figure
 
     plt = pyplot()
-    if plt is None:  # matplotlib is optional: the numbers still print
-        return
+    fig, axes = plt.subplots(1, len(LABELS), figsize=(13, 4.2))
+    for ax, k in zip(axes, LABELS):
+        t, p = truth.column(k), predicted[k]
+        lo, hi = np.nanpercentile(np.concatenate([t, p]), [0.5, 99.5])
+        ax.scatter(t, p, s=3, alpha=0.5, color="tab:blue")
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"APOGEE DR17 {k} [{UNITS[k]}]",
+               ylabel=f"lamfast {k} [{UNITS[k]}]", aspect="equal")
+        ax.text(0.04, 0.96, f"robust scatter {report[f'{k}_scatter']:.3g} {UNITS[k]}\n"
+                f"median APOGEE - lamfast {report[f'{k}_bias']:+.2g} {UNITS[k]}",
+                transform=ax.transAxes, va="top")
+    fig.suptitle(f"{len(truth)} sample stars, labelled from XP coefficients and colours")
+    return save_figure(fig, path)
+
+
+def _plot_kiel(path: Path, truth, predicted) -> Path:
+    from .tasks.common import pyplot, save_figure
+
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharex=True, sharey=True)
     for ax, (name, t, g, m) in zip(axes, (
             ("APOGEE DR17", truth.column("teff"), truth.column("logg"), truth.column("m_h")),
@@ -64,13 +86,18 @@ def _plot(path: Path, truth, predicted) -> None:
         ax.set(title=name, xlabel="Teff [K]", xlim=(7500, 3000), ylim=(5.5, -0.5))
     axes[0].set_ylabel("logg [dex]")
     fig.colorbar(sc, ax=axes, label="[M/H] [dex]")
-    save_figure(fig, path, tight=False)
+    return save_figure(fig, path, tight=False)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="label the bundled sample catalogue with the default model")
-    p.add_argument("--out", default="lamfast-demo", help="output folder (labels.h5, kiel.png)")
-    p.add_argument("--model", default="default", help="'default' or a saved model folder")
+    p = sub.add_parser("demo", help="label the bundled sample catalogue with the default model",
+                       description="Label the 1,000 bundled APOGEE DR17 stars with Gaia DR3 XP "
+                       "spectra from their XP coefficients and colours, compare with APOGEE, and "
+                       "run the paper's other tasks on the same model.")
+    p.add_argument("--out", default="lamfast-demo",
+                   help="output folder: labels.h5, tasks.md and six PNG figures (default: %(default)s)")
+    p.add_argument("--model", default="default",
+                   help="'default' (the shipped model) or a folder written by LAM.save (default: %(default)s)")
     p.set_defaults(func=_main)
 
 
@@ -82,5 +109,6 @@ def _main(args) -> int:
     for k in LABELS:
         print(f"  {k:5s} {r[f'{k}_scatter']:9.3f} {UNITS[k]:3s}  bias {r[f'{k}_bias']:+.3f}")
     if "tasks_report" in r:
-        print(f"generate XP / inpaint / loci / extinction: {r['tasks_report']} and PNGs in {args.out}")
+        print(f"generate XP / inpaint / loci / extinction: {r['tasks_report']}")
+    print("figures:", ", ".join(r["figures"]))
     return 0

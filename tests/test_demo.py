@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -28,7 +31,13 @@ def test_demo_labels_the_sample_file_to_file(tmp_path):
     d = truth.column("logg") - labels["logg"]
     assert report["logg_scatter"] == pytest.approx(1.4826 * np.median(np.abs(d - np.median(d))))
     assert report["stars"] == 1000 and report["flagged"] == 0
-    assert (tmp_path / "out" / "kiel.png").stat().st_size > 10_000
+    # Every figure the demo names exists, and tasks.md cites only files that were written.
+    names = {"one_to_one.png", "kiel.png", "generate_xp.png", "inpaint.png", "loci.png", "extinction.png"}
+    assert {Path(f).name for f in report["figures"]} == names
+    for f in report["figures"]:
+        assert Path(f).stat().st_size > 10_000, f
+    cited = set(re.findall(r"[\w.-]+\.png", (tmp_path / "out" / "tasks.md").read_text()))
+    assert cited and all((tmp_path / "out" / name).is_file() for name in cited)
 
 
 def test_shipped_default_model_labels_the_sample_accurately(tmp_path):

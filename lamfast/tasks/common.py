@@ -68,11 +68,9 @@ def common_length(**arrays) -> int:
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

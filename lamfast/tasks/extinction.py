@@ -125,11 +125,9 @@ def summary_table(curve: ExtinctionCurve, r_v: float = 3.1, wavelengths=REPORT_N
              "a_over_a550_law": float(np.interp(w, curve.wavelength_nm, law_a550))} for w in wavelengths]
 
 
-def plot_extinction(path, curve: ExtinctionCurve, r_v: float = 3.1) -> Path | None:
+def plot_extinction(path, curve: ExtinctionCurve, r_v: float = 3.1) -> Path:
     """Colour-excess curve per star and median, and A(l)/A(550), against CCM89 R_V=3.1."""
     plt = pyplot()
-    if plt is None:
-        return None
     wl = curve.wavelength_nm
     law = ccm89_odonnell94(wl, r_v)
     law = law / np.interp(V_NM, wl, law)

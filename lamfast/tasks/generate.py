@@ -96,13 +96,11 @@ def compare_with_observed(model, catalog, *, inputs=("teff", "logg", "m_h", "log
             "_generated": gen, "_catalog": cat}
 
 
-def plot_comparison(path, result: dict, n_stars: int = 4) -> Path | None:
+def plot_comparison(path, result: dict, n_stars: int = 4) -> Path:
     """Generated vs observed spectra of a few stars (spread in Teff) + per-coefficient |z|."""
     from ..xp import sample
 
     plt = pyplot()
-    if plt is None:
-        return None
     gen, cat = result["_generated"], result["_catalog"]
     teff = cat.column("teff")
     picks = np.argsort(teff)[np.linspace(0, len(teff) - 1, min(n_stars, len(teff))).astype(int)]

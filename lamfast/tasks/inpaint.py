@@ -173,13 +173,11 @@ def evaluate_inpainting(model, catalog, *, given: Sequence[str] = DEFAULT_GIVEN,
             "_spectra": (f_obs, f_model, f_base), "_eval_rows": eval_rows, "_catalog": catalog}
 
 
-def plot_inpainting(path, result: dict) -> Path | None:
+def plot_inpainting(path, result: dict) -> Path:
     """Per-coefficient scatter (model vs baseline) and two example stars' spectra."""
     from ..xp import load_basis
 
     plt = pyplot()
-    if plt is None:
-        return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     ax = axes[0]
     k = np.array([XP_TOKENS.index(t) for t in result["targets"]])

@@ -301,15 +301,13 @@ AXIS_LABELS = {"teff": "Teff [K]", "logg": "logg [dex]", "jh": "J-H [mag]",
                "xp_colour": "XP colour -2.5 log10(bp0/rp0) [mag]"}
 
 
-def plot_loci(path, loci: Sequence[Locus], catalog=None, *, m_h_range=(-1.2, 0.5)) -> Path | None:
+def plot_loci(path, loci: Sequence[Locus], catalog=None, *, m_h_range=(-1.2, 0.5)) -> Path:
     """Kiel diagram and colour-colour planes of the loci over the catalogue's stars.
 
     Stars and loci share one [M/H] colour scale, so each locus can be checked against the
     stars of its own metallicity; line style = family. Bands / bars are the predicted
     1-sigma of the quantity not given along the locus."""
     plt = pyplot()
-    if plt is None:
-        return None
     from matplotlib import patheffects
     from matplotlib.lines import Line2D
 
