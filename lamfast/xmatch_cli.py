@@ -270,7 +270,7 @@ class _WithUnit:
 
 def _column(cat: Catalogue, name: str, unit: str):
     """A column in ``unit`` (deg, mas/yr or yr) when it carries a unit, else as stored."""
-    from .xmatch import _epoch_years, _in_unit
+    from .xmatch._units import _epoch_years, _in_unit
 
     have = cat.units.get(name)
     values = cat.columns[name]
