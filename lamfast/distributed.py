@@ -14,7 +14,8 @@ partition task asks for ``GPU=1``, so a worker runs at most G partitions at once
 each worker its own GPUs (``CUDA_VISIBLE_DEVICES``, as dask-cuda's ``LocalCUDACluster``
 does); a task uses ``device`` ("auto": the worker's first visible GPU).
 
-dask is imported only inside these functions, so ``import lamfast`` never needs it.
+dask is imported only inside these functions, so ``import lamfast`` never needs it; a job
+checks that it imports (and the output's writer library) before loading the model.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .label import (LabelPlan, LabelSummary, ensure_plan, finished_output, make_plan, merge, output_format,
-                    part_path, parts_dir, run_units)
+from .label import (LabelPlan, LabelSummary, check_overwrite, check_writer, finished_output, make_plan, merge,
+                    part_path, parts_dir, parts_folder, run_units)
 
 _MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
 _MODELS_LOCK = threading.Lock()
@@ -36,7 +37,8 @@ _MODELS_LOCK = threading.Lock()
 def label_distributed(inputs, *, model: str | os.PathLike = "default",
                       request: Sequence[str] = ("teff", "logg", "m_h"), output: str | os.PathLike,
                       columns: Sequence[str] | None = None, batch_size: int | None = None, device: str = "auto",
-                      precision: str = "auto", resume: bool = False, chunk_rows: int = 65536,
+                      precision: str = "auto", resume: bool = False, overwrite: bool = False,
+                      chunk_rows: int = 65536,
                       scheduler: str | None = None, workers: int | None = None, processes: bool = True,
                       threads_per_worker: int = 1, gpus_per_worker: int = 0, retries: int = 2,
                       threads: int | None = None, progress: bool = True, client=None) -> LabelSummary:
@@ -52,13 +54,14 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
         task asks for ``GPU=1``.
     retries : times Dask reruns a failed partition before giving up.
 
+    Raises ModuleNotFoundError (what to install) if dask.distributed does not import.
+
     Returns
     -------
     LabelSummary of the whole job (counters summed over the tasks; stage seconds are
     summed over workers, so they can exceed the wall time).
     """
     from .infer import load_model
-    from .resources import resolve_model
 
     if sum(x is not None for x in (scheduler, workers, client)) != 1:
         raise ValueError("give exactly one of scheduler=ADDRESS, workers=N or client=")
@@ -68,9 +71,12 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
         raise ValueError(f"retries must be a non-negative int, got {retries!r}")
     if not isinstance(gpus_per_worker, int) or gpus_per_worker < 0:
         raise ValueError(f"gpus_per_worker must be a non-negative int, got {gpus_per_worker!r}")
+    check_dask()
     t0 = time.perf_counter()
     output = Path(output)
-    output_format(output)  # a bad name fails before the model loads
+    check_writer(output)  # a bad name or a missing writer fails before the model loads
+    if not resume:
+        check_overwrite(output, overwrite)
     lam = load_model(model)                        # on the driver: validation and the plan only
     plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows)
     del lam
@@ -80,9 +86,34 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
             summary = LabelSummary.already_merged(output, len(plan.units), meta)
             summary.wall_s = time.perf_counter() - t0
             return summary
-    parts = parts_dir(output)
-    ensure_plan(parts, plan)
-    summary = LabelSummary(output, units_total=len(plan.units))
+    with parts_folder(parts_dir(output), plan) as parts:
+        summary = _label_on_cluster(
+            plan, parts, model, resume=resume, cluster=dict(scheduler=scheduler, workers=workers, client=client,
+                                                            processes=processes, threads_per_worker=threads_per_worker,
+                                                            gpus_per_worker=gpus_per_worker),
+            retries=retries, progress=progress,
+            task_kwargs=dict(device=device, precision=precision, batch_size=batch_size, threads=threads))
+        summary.add_merge(merge(output, overwrite=overwrite))
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def check_dask() -> None:
+    """ModuleNotFoundError saying which extra to install if dask.distributed does not import."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as e:
+        raise ModuleNotFoundError(f"running on a Dask cluster (--workers, --scheduler) needs dask.distributed, "
+                                  f'which does not import ({e}): pip install "lamfast[dask]"') from e
+
+
+def _label_on_cluster(plan: LabelPlan, parts: Path, model, *, resume: bool, cluster: dict, retries: int,
+                      progress: bool, task_kwargs: dict) -> LabelSummary:
+    """Compute the unfinished partitions of ``plan`` into ``parts`` (no merge) on the cluster
+    that ``cluster`` (the scheduler/workers/client arguments of :func:`label_distributed`) names."""
+    from .resources import resolve_model
+
+    summary = LabelSummary(None, units_total=len(plan.units))
     by_file: dict[int, list[int]] = {}
     for i, unit in enumerate(plan.units):
         if not resume:  # a fresh run: forget earlier results (tasks skip what exists)
@@ -91,27 +122,24 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
     pending = {f: u for f, u in by_file.items() if not all(part_path(parts, i).is_file() for i in u)}
     summary.units_skipped = sum(len(u) for f, u in by_file.items() if f not in pending)
 
-    own_cluster = None
+    own_cluster, client, gpus = None, cluster["client"], cluster["gpus_per_worker"]
     if client is None:
         from distributed import Client, LocalCluster
 
-        if workers is not None:
-            own_cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                                       processes=processes, dashboard_address=None,
-                                       resources={"GPU": gpus_per_worker} if gpus_per_worker else None)
+        if cluster["workers"] is not None:
+            own_cluster = LocalCluster(n_workers=cluster["workers"], threads_per_worker=cluster["threads_per_worker"],
+                                       processes=cluster["processes"], dashboard_address=None,
+                                       resources={"GPU": gpus} if gpus else None)
             client = Client(own_cluster)
         else:
-            client = Client(scheduler)
+            client = Client(cluster["scheduler"])
     try:
         _run_tasks(client, plan, pending, str(resolve_model(model)), parts, summary, retries=retries,
-                   gpu=gpus_per_worker > 0, progress=progress,
-                   task_kwargs=dict(device=device, precision=precision, batch_size=batch_size, threads=threads))
+                   gpu=gpus > 0, progress=progress, task_kwargs=task_kwargs)
     finally:
         if own_cluster is not None:
             client.close()
             own_cluster.close()
-    summary.add_merge(merge(output))
-    summary.wall_s = time.perf_counter() - t0
     return summary
 
 

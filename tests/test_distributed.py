@@ -127,4 +127,9 @@ def test_cli_workers(setup, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="exactly one of"):
         label_distributed(paths, model=folder / "model", output=out, workers=2, scheduler="tcp://x:1")
     with pytest.raises(ValueError, match="unknown column 'tef'"):
-        run(paths, out, folder, request=["tef"])
+        run(paths, out, folder, request=["tef"], overwrite=True)
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        run(paths, out, folder)
+    with pytest.raises(ValueError, match=r"was made with a different plan: request: \['teff'\] now"):
+        run(paths, out, folder, request=["teff"], resume=True)
+    assert run(paths, out, folder, resume=True).units_done == 0

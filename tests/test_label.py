@@ -97,10 +97,7 @@ def test_hdf5_output_metadata_and_columns(setup, tmp_path):
     assert meta["request"] == ["teff", "logebv"] and meta["units"]["teff"] == "K"
     assert meta["input_columns"] == columns and meta["computed_with"] == ["cpu/fp32"]
     assert meta["inputs"] == [str(p.resolve()) for p in paths] and meta["rows"] == 400
-    import h5py
-
-    with h5py.File(tmp_path / "out.h5") as f:
-        assert f["teff"].attrs["unit"] == "K"
+    assert meta["plan"]["request"] == ["teff", "logebv"]
     # Same predictions as predict on those columns.
     cat = read_parquet(paths[0])
     table = lamfast.predict(model, cat.select(columns).values, columns, ["teff", "logebv"], device="cpu")
@@ -240,3 +237,42 @@ def test_bad_input(setup, tmp_path, monkeypatch):
                              "--request", "tef", "--no-progress"]) == 2
     assert lamfast.cli.main(["label", "--model", str(model_dir), "--output", str(out)]) == 2
 
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.h5"])
+def test_output_is_an_astropy_table_with_units(setup, tmp_path, name):
+    import astropy.units as u
+    from astropy.table import Table
+
+    model_dir, paths, out = setup.model_dir, setup.paths, tmp_path / name
+    run(paths, out, model_dir, request=["teff", "logg", "m_h", "logebv"])
+    table = Table.read(out)
+    cols, meta = read_output(out)
+    assert table.colnames == list(cols)
+    for c in cols:
+        np.testing.assert_array_equal(np.asarray(table[c]), cols[c])
+    for c in ("", "_error"):
+        assert table["teff" + c].unit == u.K
+        assert table["logg" + c].unit == u.dex and table["m_h" + c].unit == u.dex
+        assert table["logebv" + c].unit == u.dimensionless_unscaled
+    assert table["logg"].description == "log10 of the surface gravity in cm s^-2"
+    assert table["teff_error"].description.startswith("uncertainty")
+    assert table["source_id"].unit is None and table["no_input"].dtype == bool
+    provenance = table.meta["lamfast_label"]
+    assert provenance["model_sha256"] == meta["model_sha256"] and provenance["request"] == meta["request"]
+    assert provenance["lamfast_version"] == lamfast.__version__ and "plan" not in provenance
+
+
+def test_hdf5_output_is_compressed_in_chunks_sized_to_the_data(setup, tmp_path):
+    import h5py
+
+    model_dir, paths, out = setup.model_dir, setup.paths, tmp_path / "out.h5"
+    run(paths, out, model_dir)
+    with h5py.File(out) as f:
+        assert list(f) == ["labels", "labels.__table_column_meta__"]   # astropy's layout
+        table = f["labels"]
+        assert table.shape == (400,) and table.chunks == (400,)
+        assert table.compression == "gzip" and table.shuffle
+    parquet = tmp_path / "out.parquet"
+    run(paths, parquet, model_dir)
+    assert out.stat().st_size < 2 * parquet.stat().st_size

@@ -114,3 +114,27 @@ def test_write_errors(rng, tmp_path):
     empty = random_catalog(rng, 0, ["teff", "bp0"])
     write_parquet(empty, tmp_path / "e.parquet")
     assert_same_catalog(empty, read_parquet(tmp_path / "e.parquet"))
+
+
+def test_non_numeric_cell_names_file_column_and_row(rng, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    teff = [str(4000 + i) for i in range(12)]
+    teff[9] = "x"
+    bp = [[1.0, 2.0]] * 12
+    table = pa.table({"source_id": pa.array(range(12), pa.int64()), "teff": teff, "logg": [1.5] * 12,
+                      "bp_coefficients": pa.array(bp, pa.list_(pa.float32(), 2))})
+    pq.write_table(table, tmp_path / "c.parquet", row_group_size=4)
+    with pytest.raises(ValueError, match=r"c.parquet: row 9, column 'teff': 'x' is not a number"):
+        read_parquet(tmp_path / "c.parquet")
+    with pytest.raises(ValueError, match=r"c.parquet: row 9, column 'teff': 'x' is not a number"):
+        read_parquet(tmp_path / "c.parquet", row_groups=[0, 2])       # rows of the file, not of the read
+    ok = read_parquet(tmp_path / "c.parquet", row_groups=[1])
+    np.testing.assert_array_equal(ok.column("teff"), [4004, 4005, 4006, 4007])  # numbers as text still read
+    bad = [["1", "2"]] * 12
+    bad[6] = ["3", "?"]
+    pq.write_table(table.set_column(3, "bp_coefficients", pa.array(bad, pa.list_(pa.string(), 2)))
+                   .set_column(1, "teff", pa.array([1.0] * 12)), tmp_path / "d.parquet")
+    with pytest.raises(ValueError, match=r"d.parquet: row 6, column 'bp_coefficients': '\?' is not a number"):
+        read_parquet(tmp_path / "d.parquet")

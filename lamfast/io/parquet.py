@@ -10,6 +10,7 @@ column order, ``meta`` and extra dtypes are stored as JSON in the schema metadat
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -82,6 +83,9 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
     ``columns``: only these token columns (default: all).
     ``row_groups``: only these row groups, in this order (default: the whole file); the
     unit of chunked reading (``pyarrow.parquet.ParquetFile(path).metadata`` lists them).
+
+    A cell that is not a number gives a ValueError naming the file, the column and the
+    first such row (a row of the file, also when reading row groups).
     """
     import pyarrow.parquet as pq
 
@@ -89,12 +93,14 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
         raise FileNotFoundError(f"no such file: {path}")
     if row_groups is None:
         table = pq.read_table(path)
+        row_of = int  # rows of the table are the rows of the file
     else:
         file = pq.ParquetFile(path)
         bad = [g for g in row_groups if not 0 <= g < file.num_row_groups]
         if bad:
             raise ValueError(f"{path}: row group {bad[0]} outside 0..{file.num_row_groups - 1}")
         table = file.read_row_groups(list(row_groups))
+        row_of = functools.partial(_file_row, file.metadata, list(row_groups))
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     info = json.loads(raw) if raw else {}
     names = table.column_names
@@ -106,9 +112,9 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
     for prefix in _XP_PREFIXES:
         name = prefix + _LIST_SUFFIX
         if name in names:
-            values = _fixed_list(table[name], path, name)
+            values = _fixed_list(table[name], path, name, row_of)
             err_name = prefix + _LIST_ERR_SUFFIX
-            errors = (_fixed_list(table[err_name], path, err_name) if err_name in names
+            errors = (_fixed_list(table[err_name], path, err_name, row_of) if err_name in names
                       else np.full_like(values, np.nan))
             if errors.shape != values.shape:
                 raise ValueError(f"{path}: {err_name} has {errors.shape[1]} values per row, "
@@ -122,9 +128,9 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
             continue
         if c not in names:
             raise ValueError(f"{path}: token column {c!r} listed in the metadata is missing")
-        errors = (_float32(table[c + "_err"]) if c + "_err" in names
+        errors = (_float32(table[c + "_err"], path, c + "_err", row_of) if c + "_err" in names
                   else np.full(n, np.nan, np.float32))
-        tokens[c] = (_float32(table[c]), errors)
+        tokens[c] = (_float32(table[c], path, c, row_of), errors)
         used |= {c, c + "_err"}
     order = info.get("columns") or list(tokens)
     if columns is not None:
@@ -149,11 +155,38 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
                    np.ascontiguousarray(errors, np.float32), source_id, meta, extra)
 
 
-def _float32(column) -> np.ndarray:
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
+def _float32(column, path, name: str, row_of) -> np.ndarray:
+    """float32 [N] of a column (numbers, or text of numbers; null: NaN)."""
+    return _numbers(column.to_numpy(zero_copy_only=False), path, name, row_of)
 
 
-def _fixed_list(column, path, name) -> np.ndarray:
+def _numbers(values: np.ndarray, path, name: str, row_of) -> np.ndarray:
+    """float32 of ``values``; else ValueError naming the file, the column and the first bad
+    row (``row_of``: index into ``values`` -> row of the file)."""
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError):  # text cells (or text with nulls): find the first bad one
+        pass
+    out = np.empty(len(values), np.float32)
+    for i, v in enumerate(values):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (ValueError, TypeError):
+            raise ValueError(f"{path}: row {row_of(i)}, column {name!r}: {v!r} is not a number") from None
+    return out
+
+
+def _file_row(meta, row_groups: list[int], i: int) -> int:
+    """Row ``i`` of the concatenated ``row_groups`` as a row of the file (``meta``: its metadata)."""
+    starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+    for g in row_groups:
+        if i < starts[g + 1] - starts[g]:
+            return int(starts[g] + i)
+        i -= int(starts[g + 1] - starts[g])
+    raise IndexError(i)
+
+
+def _fixed_list(column, path, name, row_of) -> np.ndarray:
     """float32 [N, k] from a (fixed-size) list column; every row must have k values."""
     import pyarrow as pa
 
@@ -172,7 +205,7 @@ def _fixed_list(column, path, name) -> np.ndarray:
     if column.null_count:
         raise ValueError(f"{path}: column {name!r} has null rows (use NaN for missing)")
     flat = column.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.float32).reshape(len(column), k)
+    return _numbers(flat, path, name, lambda j: row_of(j // k)).reshape(len(column), k)
 
 
 def _scalar_tokens(names: list[str]) -> list[str]:

@@ -3,10 +3,18 @@
 **Output** (Parquet or HDF5, written atomically). One row per input row, in input order:
 ``source_id`` int64, ``input_file`` int32 (index into the metadata's ``inputs``),
 ``input_row`` int64, ``<name>`` and ``<name>_error`` float32 per requested token (physical
-units), ``no_input`` bool (the star has no usable input token: its predictions are NaN; it
-is never dropped). Metadata (JSON; Parquet schema key / HDF5 file attribute
-``lamfast_label``): model name and sha256 of its weights, lamfast version, request, units,
-input columns, inputs, precision, devices used, plan digest.
+units, :func:`lamfast.units.unit_of`), ``no_input`` bool (the star has no usable input
+token: its predictions are NaN; it is never dropped). Metadata (JSON; Parquet schema key /
+HDF5 file attribute ``lamfast_label``): model name and sha256 of its weights, lamfast
+version, request, units, input columns, inputs, precision, devices used, the plan and its
+digest.
+
+Both files are astropy tables: ``astropy.table.Table.read(OUT)`` gives the columns with
+their units and descriptions, and the metadata but the plan as ``meta["lamfast_label"]``.
+Parquet carries astropy's ``table_meta_yaml`` header in its schema metadata; HDF5 is one
+compound dataset ``labels`` (astropy's ``write_table_hdf5`` layout with ``serialize_meta``:
+the header in ``labels.__table_column_meta__``), gzip-compressed with the shuffle filter in
+chunks of about :data:`HDF5_CHUNK_BYTES`, never more rows than the file has.
 
 :func:`merge` (``lamfast label --merge OUT``) first checks that every unit of the plan has
 its part in ``OUT.parts`` (and that each part is the unit it claims to be), then writes
@@ -15,6 +23,7 @@ its part in ``OUT.parts`` (and that each part is the unit it claims to be), then
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -25,32 +34,38 @@ import numpy as np
 
 from .._version import __version__
 from ..atomic import atomic_path
+from ..units import description_of, unit_of
 from .plan import PLAN_FILE, LabelPlan, part_path, parts_dir, read_plan
 from .summary import LabelSummary
 
 METADATA_KEY = "lamfast_label"
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
 FLAG_COLUMN = "no_input"
-WRITE_ROWS = 65536                    # rows per Parquet row group / HDF5 chunk of the output
+WRITE_ROWS = 65536                    # rows per Parquet row group / HDF5 write of the output
+HDF5_TABLE = "labels"                 # the compound dataset of an HDF5 output
+HDF5_CHUNK_BYTES = 1 << 20            # HDF5 chunk size to aim at (fewer rows if the file is smaller)
+# Libraries that writing a format needs (module, pip package); astropy writes the headers.
+_WRITERS = {"parquet": (("pyarrow.parquet", "pyarrow"), ("astropy.table", "astropy")),
+            "hdf5": (("h5py", "h5py"), ("astropy.table", "astropy"))}
+_FIXED_DTYPES = {"source_id": np.int64, "input_file": np.int32, "input_row": np.int64, FLAG_COLUMN: np.bool_}
+_DESCRIPTIONS = {"source_id": "source_id of the input row",
+                 "input_file": "index of the input file in the metadata's inputs",
+                 "input_row": "row of the input file (0-based)",
+                 FLAG_COLUMN: "the star has no usable input value: its predictions are NaN"}
 
-# Physical units of the outputs (paper conventions); XP coefficients are divided by the
-# star's G-band flux in e-/s ("gnorm").
-UNITS = {"teff": "K", "logg": "dex (log10 g in cm s^-2)", "m_h": "dex", "bprp": "mag",
-         "jh": "mag", "jk": "mag", "logebv": "ln(E(B-V) / mag)",
-         "g_fakemag": "parallax [mas] * 10**(0.2 G)"}
-UNITS.update({f"{band}{i}": "gnorm (per G-band e-/s)" for band in ("bp", "rp") for i in range(55)})
 
-
-def merge(output: str | os.PathLike, *, keep_parts: bool = False) -> LabelSummary:
+def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: bool = False) -> LabelSummary:
     """Check that every work unit in ``OUT.parts`` is done exactly once, then write ``output``
     (atomically, in plan order) and remove ``OUT.parts`` (unless ``keep_parts``).
 
-    Raises ValueError naming the missing units (or a part that does not match its unit)
-    before anything is written.
+    Raises FileExistsError if ``output`` exists and not ``overwrite``, and ValueError
+    naming the missing units (or a part that does not match its unit), before anything is
+    written.
     """
     t0 = time.perf_counter()
     output = Path(output)
-    fmt = output_format(output)
+    fmt = check_writer(output)
+    check_overwrite(output, overwrite)
     parts = parts_dir(output)
     plan = read_plan(parts)
     check_coverage(plan, parts)
@@ -62,7 +77,7 @@ def merge(output: str | os.PathLike, *, keep_parts: bool = False) -> LabelSummar
         devices.add(device)
     metadata = _output_metadata(plan, rows, flagged, sorted(devices))
     with atomic_path(output) as tmp:
-        writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata)
+        writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
         try:
             for i, unit in enumerate(plan.units):
                 with np.load(part_path(parts, i)) as z:
@@ -99,10 +114,44 @@ def output_format(output: Path) -> str:
     return fmt
 
 
+def check_writer(output: Path) -> str:
+    """The output's format (:func:`output_format`), once the libraries that write it import
+    (ModuleNotFoundError saying what to install otherwise): a job fails before computing."""
+    fmt = output_format(output)
+    for module, package in _WRITERS[fmt]:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ModuleNotFoundError(f"writing {output.name} needs {package}, which does not import "
+                                      f"({e}): pip install {package}") from e
+    return fmt
+
+
+def check_overwrite(output: Path, overwrite: bool) -> None:
+    """FileExistsError if ``output`` exists and may not be replaced."""
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite (overwrite=True) to replace it, or "
+                              "--resume (resume=True) to keep it if it was made with the same plan")
+
+
 def finished_output(output: Path, plan: LabelPlan) -> dict | None:
-    """The metadata of ``output`` if it is the merged result of exactly this plan."""
-    meta = read_output_metadata(output) if output.is_file() else None
-    return meta if meta and meta.get("plan_digest") == plan.digest() else None
+    """The metadata of ``output`` if it is the merged result of exactly this plan; None if
+    ``output`` does not exist. ValueError saying what differs if it is the output of
+    another plan (a resumed job never replaces it)."""
+    if not output.exists():
+        return None
+    meta = read_output_metadata(output)
+    if meta is None:
+        raise ValueError(f"cannot resume: {output} exists and is not a lamfast label output")
+    try:
+        diff = plan.differences(LabelPlan.from_dict(meta["plan"]))
+    except (KeyError, TypeError, ValueError):  # an older lamfast wrote it
+        diff = ["the output records no plan of this lamfast version"]
+    if diff:
+        raise ValueError(f"cannot resume: {output} was made with a different plan: {'; '.join(diff)}; "
+                         "rerun with that plan's settings, or without --resume and with --overwrite "
+                         "to replace it")
+    return meta
 
 
 def read_output(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
@@ -123,7 +172,11 @@ def read_output(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
 
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(METADATA_KEY)
-            columns = {c: f[c][()] for c in f}
+            if HDF5_TABLE in f:
+                table = f[HDF5_TABLE][()]
+                columns = {c: np.ascontiguousarray(table[c]) for c in table.dtype.names}
+            else:  # one dataset per column: files of lamfast before the astropy layout
+                columns = {c: f[c][()] for c in f}
     if raw is None:
         raise ValueError(f"{path}: not written by lamfast label (no {METADATA_KEY!r} metadata)")
     meta = json.loads(raw)
@@ -153,11 +206,11 @@ def read_output_metadata(path: str | os.PathLike) -> dict | None:
 def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str]) -> dict:
     """The metadata stored in the output file of ``plan`` (see the module doc)."""
     return {"lamfast_version": __version__, "model": plan.model, "model_sha256": plan.model_sha256,
-            "request": plan.request, "units": {n: UNITS.get(n, "") for n in plan.request},
+            "request": plan.request, "units": {n: unit_of(n) for n in plan.request},
             "input_columns": plan.columns if plan.columns is not None else "auto (every input token of the model)",
             "max_tokens": plan.max_tokens, "precision": plan.precision, "computed_with": devices,
             "inputs": plan.inputs, "rows": rows, "flagged_rows": flagged,
-            "flag_column": FLAG_COLUMN, "plan_digest": plan.digest()}
+            "flag_column": FLAG_COLUMN, "plan": plan.to_dict(), "plan_digest": plan.digest()}
 
 
 def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
@@ -227,17 +280,45 @@ class _Buffered:
         self.buffer, self.buffered = [], 0
 
 
+def _dtypes(request: Sequence[str]) -> list[tuple[str, type]]:
+    return [(c, _FIXED_DTYPES.get(c, np.float32)) for c in _columns(request)]
+
+
+def _unit_and_description(column: str) -> tuple[str | None, str]:
+    """(astropy unit string, or None for the bookkeeping columns; description) of a column."""
+    if column in _FIXED_DTYPES:
+        return None, _DESCRIPTIONS[column]
+    return unit_of(column), description_of(column)
+
+
+def _astropy_header(request: Sequence[str], metadata: dict) -> list[str]:
+    """astropy's YAML table header (dtypes, units, descriptions, metadata but the plan),
+    made by astropy from an empty table of the output's columns."""
+    import astropy.units as u
+    from astropy.table import Column, Table
+    from astropy.table.meta import get_yaml_from_table
+
+    table = Table()
+    for c, dtype in _dtypes(request):
+        unit, description = _unit_and_description(c)
+        table[c] = Column(np.zeros(0, dtype), unit=None if unit is None else u.Unit(unit), description=description)
+    table.meta[METADATA_KEY] = {k: v for k, v in metadata.items() if k != "plan"}
+    return get_yaml_from_table(table)
+
+
 class _ParquetWriter(_Buffered):
-    def __init__(self, path, request, metadata: dict):
+    def __init__(self, path, request, metadata: dict, rows: int):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         super().__init__(request)
-        fields = [pa.field("source_id", pa.int64()), pa.field("input_file", pa.int32()),
-                  pa.field("input_row", pa.int64())]
-        fields += [pa.field(c, pa.float32()) for r in self.request for c in (r, f"{r}_error")]
-        fields.append(pa.field(FLAG_COLUMN, pa.bool_()))
-        self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata)})
+        fields = []
+        for c, dtype in _dtypes(self.request):
+            unit, description = _unit_and_description(c)
+            info = {"description": description} | ({} if unit is None else {"unit": unit})
+            fields.append(pa.field(c, pa.from_numpy_dtype(dtype), metadata=info))
+        self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata),
+                                                  "table_meta_yaml": "\n".join(_astropy_header(request, metadata))})
         self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self.rows = 0
 
@@ -255,27 +336,32 @@ class _ParquetWriter(_Buffered):
 
 
 class _HDF5Writer(_Buffered):
-    def __init__(self, path, request, metadata: dict):
+    """One compound dataset of ``rows`` rows (known before writing: no resizing)."""
+
+    def __init__(self, path, request, metadata: dict, rows: int):
         import h5py
+        from astropy.io.misc.hdf5 import meta_path
 
         super().__init__(request)
+        self.dtype = np.dtype(_dtypes(self.request))
         self.file = h5py.File(path, "w")
         self.file.attrs[METADATA_KEY] = json.dumps(metadata)
-        dtypes = {"source_id": np.int64, "input_file": np.int32, "input_row": np.int64, FLAG_COLUMN: bool}
-        for c in _columns(self.request):
-            ds = self.file.create_dataset(c, shape=(0,), maxshape=(None,), chunks=(WRITE_ROWS,),
-                                          dtype=dtypes.get(c, np.float32))
-            base = c.removesuffix("_error")
-            if base in metadata["units"]:
-                ds.attrs["unit"] = metadata["units"][base]
+        chunk = max(1, min(rows, HDF5_CHUNK_BYTES // self.dtype.itemsize))
+        # maxshape: an empty table still needs a chunk of one row
+        self.table = self.file.create_dataset(HDF5_TABLE, shape=(rows,), maxshape=(max(rows, 1),),
+                                              dtype=self.dtype, chunks=(chunk,), compression="gzip",
+                                              compression_opts=4, shuffle=True)
+        # Variable-length lines: a fixed-width string array would pad every line to the longest.
+        header = np.array([h.encode() for h in _astropy_header(request, metadata)], dtype=object)
+        self.file.create_dataset(meta_path(HDF5_TABLE), data=header, dtype=h5py.string_dtype("ascii"))
         self.rows = 0
 
     def write(self, cols: dict) -> None:
         n = len(cols["source_id"])
+        block = np.empty(n, self.dtype)
         for c, a in cols.items():
-            ds = self.file[c]
-            ds.resize(self.rows + n, axis=0)
-            ds[self.rows:] = a
+            block[c] = a
+        self.table[self.rows:self.rows + n] = block
         self.rows += n
 
     def close(self) -> None:

@@ -7,14 +7,16 @@ where the format allows it (the paper's HDF5: row ranges; Parquet: whole row gro
 grouped up to ``chunk_rows``). Other formats (Gaia archive XP files, APOGEE allStar) are
 read whole: one unit per file.
 
-The plan (inputs and their sizes, units, model hash, request, ...) is kept in
-``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the same plan, and
-unit i's result is ``OUT.parts/unit-<i:06d>.npz``. ``shard=(K, N)`` takes units K, K+N,
+The plan (inputs with their sizes and modification times, units, model hash, request,
+...) is kept in ``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the
+same plan (:meth:`LabelPlan.differences` says what differs), and unit i's result is
+``OUT.parts/unit-<i:06d>.npz``. ``shard=(K, N)`` takes units K, K+N,
 K+2N, ... (0 <= K < N): N independent jobs (e.g. a SLURM array) cover the plan exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -29,7 +31,8 @@ import numpy as np
 from ..atomic import atomic_path
 
 PLAN_FILE = "plan.json"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+_PER_FILE = ("formats", "sizes", "mtimes")   # fields with one entry per input
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class LabelPlan:
     inputs: list[str]              # absolute paths
     formats: list[str]             # read_catalog format per input
     sizes: list[int]               # bytes per input (a changed file changes the plan)
+    mtimes: list[int]              # modification time per input, ns (a file rewritten in place, same size)
     units: list[WorkUnit]
     request: list[str]
     columns: list[str] | None      # input token columns; None = every one the model knows
@@ -78,6 +82,27 @@ class LabelPlan:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def differences(self, earlier: LabelPlan) -> list[str]:
+        """What differs from the plan ``earlier``, one phrase per field (empty: the same plan).
+
+        Per-file fields (formats, sizes, mtimes) are compared file by file when both plans
+        have the same inputs; with other inputs, the inputs themselves are the difference.
+        """
+        out = []
+        for f in dataclasses.fields(self):
+            now, then = getattr(self, f.name), getattr(earlier, f.name)
+            if now == then or (f.name in _PER_FILE and self.inputs != earlier.inputs):
+                continue
+            if f.name in _PER_FILE:
+                out += [f"{f.name[:-1]} of {path}: {a} now, {b} before"
+                        for path, a, b in zip(self.inputs, now, then) if a != b]
+            elif f.name == "units":
+                out.append(f"work units: {len(now)} now, {len(then)} before"
+                           + (" (other row ranges)" if len(now) == len(then) else ""))
+            else:
+                out.append(f"{f.name}: {now!r} now, {then!r} before")
+        return out
 
     def describe(self, i: int) -> str:
         u = self.units[i]
@@ -106,8 +131,10 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     paths = expand_inputs(inputs)
     formats, units = plan_units(paths, int(chunk_rows))
     name = DEFAULT_MODEL if str(model) == DEFAULT_MODEL else resolve_model(model).name
-    return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[p.stat().st_size for p in paths],
-                     units=units, request=request, columns=check_input_columns(lam, columns, request),
+    stats = [p.stat() for p in paths]
+    return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[s.st_size for s in stats],
+                     mtimes=[s.st_mtime_ns for s in stats], units=units, request=request,
+                     columns=check_input_columns(lam, columns, request),
                      model=name, model_sha256=model_hash(model), precision=precision,
                      max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows))
 
@@ -233,17 +260,39 @@ def part_path(parts: Path, i: int) -> Path:
 
 def ensure_plan(parts: Path, plan: LabelPlan) -> None:
     """Store the plan in ``parts``, or check that the one stored there is the same if
-    results of it exist (ValueError otherwise)."""
+    results of it exist (ValueError saying what differs otherwise: parts of two plans never mix)."""
     path = parts / PLAN_FILE
     if path.is_file() and any(parts.glob("unit-*.npz")):  # a plan without results may be replaced
-        stored = LabelPlan.from_dict(json.loads(path.read_text()))
-        if stored.digest() != plan.digest():
-            raise ValueError(f"{parts} holds work of a different labelling plan (inputs, model, "
-                             "request, columns or chunking differ); delete it or choose another output")
+        try:
+            stored = LabelPlan.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{parts} holds work of a plan this lamfast cannot read ({e}); delete "
+                             "it or choose another output") from None
+        diff = plan.differences(stored)
+        if diff:
+            raise ValueError(f"{parts} holds work of a different labelling plan: {'; '.join(diff)}; "
+                             "rerun with the settings of that plan, delete the folder, or choose "
+                             "another output")
         return
     parts.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(plan.to_dict(), indent=1))
+
+
+@contextlib.contextmanager
+def parts_folder(parts: Path, plan: LabelPlan):
+    """:func:`ensure_plan`, then run the ``with`` block; if the block fails before any part
+    is finished, remove the folder again if this call created it (nothing in it to resume)."""
+    created = not parts.exists()
+    ensure_plan(parts, plan)
+    try:
+        yield parts
+    except BaseException:
+        if created and not any(parts.glob("unit-*.npz")):
+            (parts / PLAN_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another job's files are there: keep it
+                parts.rmdir()
+        raise
 
 
 def read_plan(parts: Path) -> LabelPlan:

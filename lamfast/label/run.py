@@ -5,9 +5,14 @@ into ``OUT.parts`` (also the task body of :mod:`lamfast.distributed`).
 ahead of the device, and each unit's predictions are written atomically to
 ``OUT.parts/unit-NNNNNN.npz`` (temporary file + fsync + rename). ``resume=True`` skips units
 whose part exists, so a job killed at any moment (even ``kill -9``) and rerun with
-``resume`` produces the same output as an uninterrupted run. A run without ``shard`` then
+``resume`` produces the same output as an uninterrupted run; a resumed job whose plan
+differs from the one its parts (or its finished output) were made with refuses, saying
+what differs. A run without ``shard`` then
 merges (:func:`lamfast.label.merge`); after sharded runs ``lamfast label --merge OUT``
-checks that every unit has its part and writes ``OUT``.
+checks that every unit has its part and writes ``OUT``. An existing ``OUT`` is replaced only
+with ``overwrite``. Whatever a job needs (the output's writer library, the model, the
+inputs) is checked before the first unit is computed, and a job that fails before any part
+is finished removes the ``OUT.parts`` it created.
 
 **Memory bound** (independent of the catalogue size): at most ``prefetch + 2`` units live
 at once (queued, being read, being predicted), each about ``chunk_rows x (8 C + 8 V)``
@@ -33,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from .output import finished_output, merge, output_format
-from .plan import LabelPlan, WorkUnit, ensure_plan, make_plan, parse_shard, part_path, parts_dir, shard_units
+from .output import check_overwrite, check_writer, finished_output, merge
+from .plan import LabelPlan, WorkUnit, make_plan, parse_shard, part_path, parts_dir, parts_folder, shard_units
 from .summary import LabelSummary
 
 UNIT_SLEEP_ENV = "LAMFAST_LABEL_UNIT_SLEEP"
@@ -43,7 +48,7 @@ UNIT_SLEEP_ENV = "LAMFAST_LABEL_UNIT_SLEEP"
 def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str] = ("teff", "logg", "m_h"),
           output: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int | None = None,
           device: str = "auto", precision: str = "auto", shard=None, resume: bool = False,
-          chunk_rows: int = 65536, prefetch: int = 2, threads: int | None = None,
+          overwrite: bool = False, chunk_rows: int = 65536, prefetch: int = 2, threads: int | None = None,
           progress: bool = True) -> LabelSummary:
     """Label catalogue files with a trained model, file to file (see :mod:`lamfast.label`).
 
@@ -65,7 +70,10 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     precision : ``"fp32"``, ``"bf16"`` (autocast), ``"auto"`` (bf16 on CUDA, fp32 on CPU).
     shard : ``(K, N)`` or ``"K/N"``: compute only units K, K+N, ... and do not merge.
     resume : skip units already done (and return at once if ``output`` is already the
-        merged result of the same plan).
+        merged result of the same plan). ValueError saying what differs if the parts in
+        ``OUT.parts`` or the finished ``output`` were made with another plan.
+    overwrite : replace an existing ``output`` (else FileExistsError, unless ``resume``
+        finds it finished with the same plan).
     chunk_rows : rows per work unit where the format can be read in parts.
     prefetch : units read and tokenized ahead of the model (memory: see the module doc).
     threads : tokenizer threads (default: 1 when the model runs on the CPU, which needs the
@@ -81,23 +89,24 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
 
     t0 = time.perf_counter()
     output = Path(output)
-    output_format(output)  # a bad name fails before the model loads
+    check_writer(output)  # a bad name or a missing writer fails before the model loads
+    if not resume:
+        check_overwrite(output, overwrite)
     shard = parse_shard(shard)
     lam = load_model(model)
     predictor = Predictor(lam, request, device=device, precision=precision, batch_size=batch_size)
     plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows)
-    if resume and shard is None:
+    if resume:
         meta = finished_output(output, plan)
         if meta is not None:
             summary = LabelSummary.already_merged(output, len(plan.units), meta)
             summary.wall_s = time.perf_counter() - t0
             return summary
-    parts = parts_dir(output)
-    ensure_plan(parts, plan)
-    summary = run_units(plan, shard_units(len(plan.units), shard), predictor, parts, resume=resume,
-                        progress=progress, prefetch_depth=prefetch, threads=threads)
-    if shard is None:
-        summary.add_merge(merge(output))
+    with parts_folder(parts_dir(output), plan) as parts:
+        summary = run_units(plan, shard_units(len(plan.units), shard), predictor, parts, resume=resume,
+                            progress=progress, prefetch_depth=prefetch, threads=threads)
+        if shard is None:
+            summary.add_merge(merge(output, overwrite=overwrite))
     summary.wall_s = time.perf_counter() - t0
     return summary
 
