@@ -33,7 +33,7 @@ def run(out_dir: str = "lamfast-demo", model: str = "default", progress: bool = 
     out.mkdir(parents=True, exist_ok=True)
     sample = sample_catalogue_path()
     summary = label(sample, model=model, request=LABELS, columns=list(HEADLINE_INPUTS),
-                    output=out / "labels.h5", progress=progress)
+                    output=out / "labels.h5", overwrite=True, progress=progress)  # a rerun redoes it
     predicted, meta = read_output(out / "labels.h5")
     truth = read_paper_hdf5(sample)
     report = {"stars": summary.rows, "flagged": summary.flagged,
