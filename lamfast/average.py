@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def average_models(folders: list[str | os.PathLike]):
     """The LAM whose every weight is the mean over ``folders`` (saved models, or "default").
     They must share architecture, vocabulary and normalisation."""
+    import torch
+
     from .infer import load_model
 
     if len(folders) < 2:
@@ -36,10 +36,15 @@ def average_models(folders: list[str | os.PathLike]):
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("average", help="average the weights of models fine-tuned from one start",
-                       description=__doc__.splitlines()[0])
+    p = sub.add_parser(
+        "average", help="average the weights of models fine-tuned from one start",
+        description="Write the model whose every weight is the mean of the given models' (a "
+                    "\"model soup\"). The models must share architecture, vocabulary and "
+                    "normalisation, and should be fine-tuned from the same starting weights "
+                    "(e.g. `lamfast train --init-from`).")
     p.add_argument("out", help="folder for the averaged model")
-    p.add_argument("models", nargs="+", help="model folders (or 'default')")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="two or more model folders written by LAM.save (or 'default')")
     p.set_defaults(func=_main)
 
 

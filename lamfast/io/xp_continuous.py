@@ -146,8 +146,13 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
         elif "phot_g_mean_mag" in xp.extra:
             g_mag = xp.extra["phot_g_mean_mag"]
         else:
-            raise ValueError("gnorm needs phot_g_mean_mag: pass g_mag=, photometry= (with "
-                             "extra['phot_g_mean_mag']) or read it as an extra column")
+            raise ValueError("XP coefficients in gnorm units need each star's G magnitude "
+                             "(phot_g_mean_mag), found neither in the XP rows nor in photometry=: "
+                             "add a phot_g_mean_mag column to the file (the only way for `lamfast "
+                             "label`), or in Python pass read_catalog(path, photometry=...) Gaia "
+                             "photometry of the stars (a table or file with source_id, "
+                             "phot_g_mean_mag and e.g. phot_bp_mean_mag, phot_rp_mean_mag; or a "
+                             "Catalog from gaia_photometry) or call xp_catalog(xp, g_mag=...)")
     g_mag = np.asarray(g_mag, dtype=np.float64)
     if g_mag.shape != (n,):
         raise ValueError(f"g_mag must have shape ({n},), got {g_mag.shape}")
