@@ -43,8 +43,11 @@ Standardize make_standardize(const std::optional<Array<float>>& center,
   return {data_or_null(center), data_or_null(inv_scale)};
 }
 
-// Exclusive prefix sum of per-star counts into cu[0..n], checking int32 range.
+// Exclusive prefix sum of per-star counts into cu[0..n], checking int32 range: cu_seqlens
+// are int32 by design (flash-attention's layout), so a batch over 2^31-1 tokens is
+// refused, never wrapped. Counts are >= 0 (they come from the cores).
 Array<int32_t> prefix_sum(const Array<int32_t>& counts) {
+  if (counts.ndim() != 1) throw std::invalid_argument("counts must be 1-D");
   const int64_t n = counts.shape(0);
   Array<int32_t> cu(n + 1);
   int32_t* out = cu.mutable_data();
@@ -54,18 +57,41 @@ Array<int32_t> prefix_sum(const Array<int32_t>& counts) {
   for (int64_t i = 0; i < n; ++i) {
     total += c[i];
     if (total > INT32_MAX)
-      throw std::overflow_error("more than 2^31-1 tokens in one batch: split the catalogue");
+      throw std::overflow_error("more than 2^31-1 tokens (" + std::to_string(total) +
+                                " by row " + std::to_string(i) +
+                                ") in one batch: int32 cu_seqlens cannot index them; "
+                                "split the catalogue into smaller chunks");
     out[i + 1] = static_cast<int32_t>(total);
   }
   return cu;
+}
+
+// What the column cores index without checking: values [N, V] (V < 2^31), errors like
+// values, [V] per-column tables. The Python wrappers give the user-facing messages; these
+// turn a bad internal call into an exception instead of an out-of-bounds read.
+int32_t check_table(const Array<float>& values, const std::optional<Array<float>>& errors,
+                    const Array<int32_t>& token_ids, const std::optional<Array<float>>& center,
+                    const std::optional<Array<float>>& inv_scale) {
+  if (values.ndim() != 2) throw std::invalid_argument("values must be [N, V]");
+  if (values.shape(1) > INT32_MAX - 64) throw std::invalid_argument("too many columns");
+  const int64_t v = values.shape(1);
+  if (errors && (errors->ndim() != 2 || errors->shape(0) != values.shape(0) ||
+                 errors->shape(1) != v))
+    throw std::invalid_argument("errors must have the shape of values");
+  if (token_ids.ndim() != 1 || token_ids.shape(0) != v)
+    throw std::invalid_argument("token_ids must be [V]");
+  for (const auto* a : {&center, &inv_scale})
+    if (*a && (*a)->size() != v) throw std::invalid_argument("center/inv_scale must be [V]");
+  return static_cast<int32_t>(v);
 }
 
 py::object tokenize(const Array<float>& values, const std::optional<Array<float>>& errors,
                     const Array<int32_t>& token_ids, const std::optional<Array<float>>& center,
                     const std::optional<Array<float>>& inv_scale, int32_t max_tokens,
                     int threads) {
+  const int32_t v = check_table(values, errors, token_ids, center, inv_scale);
   const int64_t n = values.shape(0);
-  const int32_t v = static_cast<int32_t>(values.shape(1));
+  if (max_tokens < 0) throw std::invalid_argument("max_tokens must be >= 0");
   const float* err = data_or_null(errors);
   const Standardize standardize = make_standardize(center, inv_scale);
   Array<int32_t> seqlens(n);
@@ -97,8 +123,19 @@ py::object sample(const Array<float>& values, const std::optional<Array<float>>&
                   const std::optional<Array<float>>& inv_scale, uint64_t seed, uint64_t epoch,
                   int32_t context, int32_t max_blank, int32_t n_outputs, bool exclude_inputs,
                   int threads) {
+  const int32_t v = check_table(values, errors, token_ids, center, inv_scale);
   const int64_t n = values.shape(0);
-  const int32_t v = static_cast<int32_t>(values.shape(1));
+  if (star_ids.ndim() != 1 || star_ids.shape(0) != n)
+    throw std::invalid_argument("star_ids must be [N]");
+  if (output_weights.ndim() != 1 || output_weights.shape(0) != v)
+    throw std::invalid_argument("output_weights must be [V]");
+  for (int32_t c = 0; c < v; ++c)
+    if (output_weights.data()[c] < 0) throw std::invalid_argument("output weights must be >= 0");
+  if (context < 0 || max_blank < 0 || n_outputs < 0)
+    throw std::invalid_argument("context, max_blank and n_outputs must be >= 0");
+  // At most V targets can be drawn (without replacement): a larger n_outputs draws the
+  // same, and must not size the [N, n_outputs] scratch.
+  n_outputs = std::min(n_outputs, v);
   const float* err = data_or_null(errors);
   const Standardize standardize = make_standardize(center, inv_scale);
   SamplerConfig cfg{seed, epoch, context, max_blank, n_outputs, exclude_inputs};
@@ -139,6 +176,9 @@ void register_tokenizer(py::module_& m) {
         py::arg("center"), py::arg("inv_scale"), py::arg("max_tokens"), py::arg("threads"),
         "Packed ragged tokens. Returns (bad, id, value, error, cu_seqlens) or (bad,) where "
         "bad = (row, col, in_errors) names the first infinite cell.");
+  m.def("_cu_seqlens", &prefix_sum, py::arg("counts"),
+        "int32 [N+1] exclusive prefix sum of int32 counts; OverflowError past 2^31-1 "
+        "(the offsets of tokenize and sample; exposed for tests).");
   m.def("sample", &sample, py::arg("values"), py::arg("errors"), py::arg("token_ids"),
         py::arg("star_ids"), py::arg("output_weights"), py::arg("center"),
         py::arg("inv_scale"), py::arg("seed"), py::arg("epoch"), py::arg("context"),
@@ -301,6 +341,8 @@ py::tuple xmatch_nearest(const xm::ZoneIndex& index, const Array<double>& ra,
                          int threads) {
   if (k < 1) throw std::invalid_argument("k must be >= 1");
   const xm::Points p = xmatch_points(ra, dec, pmra, pmdec, dt);
+  if (p.n > INT64_MAX / 16 / k)
+    throw std::invalid_argument("n * k output slots do not fit in memory: lower k");
   py::object bad = xmatch_bad(p, threads);
   if (!bad.is_none()) return py::make_tuple(bad);
   Array<int64_t> idx2(p.n * k);
@@ -318,6 +360,8 @@ py::tuple xmatch_all(const xm::ZoneIndex& index, const Array<double>& ra,
                      const std::optional<Array<double>>& dt, double radius_rad,
                      int64_t idx1_offset, int threads) {
   const xm::Points p = xmatch_points(ra, dec, pmra, pmdec, dt);
+  if (idx1_offset < 0 || idx1_offset > INT64_MAX - p.n)
+    throw std::invalid_argument("idx1_offset must be >= 0 and leave room for the rows");
   py::object bad = xmatch_bad(p, threads);
   if (!bad.is_none()) return py::make_tuple(bad);
   xm::ZoneIndex::Pairs pairs;
@@ -349,6 +393,9 @@ Array<int64_t> xmatch_one_to_one(const Array<int64_t>& idx1, const Array<int64_t
   const int64_t n = idx1.shape(0);
   if (idx2.shape(0) != n || sep.shape(0) != n)
     throw std::invalid_argument("idx1, idx2 and sep differ in length");
+  for (int64_t i = 0; i < n; ++i)
+    if (idx1.data()[i] < 0 || idx2.data()[i] < 0)
+      throw std::invalid_argument("idx1 and idx2 must be >= 0 (row " + std::to_string(i) + ")");
   std::vector<int64_t> kept;
   {
     py::gil_scoped_release release;

@@ -83,9 +83,12 @@ BadRow bad_in(const Points& p, int64_t begin, int64_t end) {
     const double dt = mo.dt[i * mo.dt_stride];
     if (!std::isfinite(dt)) return {i, BadRow::kDt};
     // A displacement beyond 1e15 mas (~8000 radians) is a unit error, and its square
-    // would overflow the normalisation. NaN (no proper motion) passes.
-    if (std::fabs(mo.pmra[i] * dt) > 1e15) return {i, BadRow::kPmra};
-    if (std::fabs(mo.pmdec[i] * dt) > 1e15) return {i, BadRow::kPmdec};
+    // would overflow the normalisation. NaN (no proper motion) passes. An infinite pm is
+    // refused also where dt = 0 (inf * 0 is NaN: it would pass the size test, then make
+    // the row's position NaN instead of leaving it unmoved).
+    if (std::isinf(mo.pmra[i]) || std::fabs(mo.pmra[i] * dt) > 1e15) return {i, BadRow::kPmra};
+    if (std::isinf(mo.pmdec[i]) || std::fabs(mo.pmdec[i] * dt) > 1e15)
+      return {i, BadRow::kPmdec};
   }
   return {};
 }
@@ -353,15 +356,17 @@ void ZoneIndex::nearest(const Points& q, double radius_rad, int k, int64_t* idx2
   const double c2 = chord2_of(radius_rad), r_deg = radius_rad * kRadToDeg + kMarginDeg;
   const std::vector<double> half = ra_half_widths(radius_rad);
   parallel_for(q.n, threads, kRowsPerThread, [&](int64_t begin, int64_t end, int) {
-    std::vector<Hit> best(k);  // sorted, first `found` valid
+    // No row has more than size() neighbours: a huge k costs output slots, not scratch.
+    const int kept = static_cast<int>(std::min<int64_t>(k, size()));
+    std::vector<Hit> best(kept);  // sorted, first `found` valid
     for_each_row(q, begin, end, r_deg, half, [&](int64_t i, Window& w) {
       int found = 0;
       for_each_candidate(w, [&](int64_t p) {
         const double d2 = chord2(q, i, w, p, r_deg);
         if (!(d2 <= c2)) return;
         const Hit h{d2, ids_[p]};
-        if (found == k && !(h < best[k - 1])) return;
-        int pos = found < k ? found++ : k - 1;
+        if (found == kept && !(h < best[kept - 1])) return;
+        int pos = found < kept ? found++ : kept - 1;
         for (; pos > 0 && h < best[pos - 1]; --pos) best[pos] = best[pos - 1];
         best[pos] = h;
       });
@@ -412,24 +417,53 @@ std::vector<int64_t> one_to_one(const int64_t* idx1, const int64_t* idx2, const 
   struct Pair {  // sorted by value (not through an index): far fewer cache misses
     double sep;
     int64_t i1, i2, pos;
+    // A strict weak order also with NaN separations (which go last): std::sort over a
+    // plain `<` that NaN breaks may read past the range. Position breaks exact ties
+    // (duplicate pairs), so which copy is kept does not depend on the sort algorithm.
     bool operator<(const Pair& o) const {
-      if (sep != o.sep) return sep < o.sep;
-      return i1 != o.i1 ? i1 < o.i1 : i2 < o.i2;
+      const bool nan = sep != sep, o_nan = o.sep != o.sep;
+      if (nan != o_nan) return o_nan;
+      if (!nan && sep != o.sep) return sep < o.sep;
+      if (i1 != o.i1) return i1 < o.i1;
+      return i2 != o.i2 ? i2 < o.i2 : pos < o.pos;
     }
   };
   std::vector<Pair> pairs(n);
-  int64_t max1 = -1, max2 = -1;
-  for (int64_t p = 0; p < n; ++p) {
-    pairs[p] = {sep[p], idx1[p], idx2[p], p};
-    max1 = std::max(max1, idx1[p]);
-    max2 = std::max(max2, idx2[p]);
-  }
+  for (int64_t p = 0; p < n; ++p) pairs[p] = {sep[p], idx1[p], idx2[p], p};
+  // "Taken" flags per row of either side. Rows are >= 0 (the binding checks). Dense
+  // row numbers index the flags directly; sparse or huge ones (a chunk offset near
+  // 2^62) go through their rank among the distinct rows, so memory stays O(n).
+  struct Taken {
+    std::vector<int64_t> rows;  // sorted distinct rows, or empty: direct indexing
+    std::vector<bool> used;
+    Taken(const std::vector<Pair>& pairs, int64_t Pair::*side) {
+      int64_t most = -1;
+      for (const Pair& p : pairs) most = std::max(most, p.*side);
+      const int64_t n = static_cast<int64_t>(pairs.size());
+      if (most < 4 * n + 1024) {
+        used.assign(static_cast<size_t>(most + 1), false);
+        return;
+      }
+      rows.reserve(pairs.size());
+      for (const Pair& p : pairs) rows.push_back(p.*side);
+      std::sort(rows.begin(), rows.end());
+      rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+      used.assign(rows.size(), false);
+    }
+    std::vector<bool>::reference operator[](int64_t r) {
+      if (rows.empty()) return used[static_cast<size_t>(r)];
+      return used[static_cast<size_t>(std::lower_bound(rows.begin(), rows.end(), r) -
+                                      rows.begin())];
+    }
+  };
+  Taken used1(pairs, &Pair::i1), used2(pairs, &Pair::i2);
   std::sort(pairs.begin(), pairs.end());
-  std::vector<bool> used1(max1 + 1), used2(max2 + 1);
   std::vector<int64_t> kept;
   for (const Pair& p : pairs) {
-    if (used1[p.i1] || used2[p.i2]) continue;
-    used1[p.i1] = used2[p.i2] = true;
+    auto u1 = used1[p.i1], u2 = used2[p.i2];
+    if (u1 || u2) continue;
+    u1 = true;
+    u2 = true;
     kept.push_back(p.pos);
   }
   std::sort(kept.begin(), kept.end());

@@ -42,7 +42,10 @@ bool is_null_word(const char* p, const char* e) {
 
 // Parses one number at p (after optional '+'); returns the end or nullptr.
 const char* parse_double(const char* p, const char* e, double& out) {
-  if (p < e && *p == '+') ++p;
+  if (p < e && *p == '+') {
+    ++p;
+    if (p < e && (*p == '-' || *p == '+')) return nullptr;  // "+-1": not a number
+  }
   if (is_null_word(p, e)) {
     out = kNaN;
     return p + 4;
@@ -65,7 +68,10 @@ bool parse_scalar(Span s, double& out) {
 
 bool parse_int(Span s, int64_t& out) {
   s = trim(s);
-  if (s.b < s.e && *s.b == '+') ++s.b;
+  if (s.b < s.e && *s.b == '+') {
+    ++s.b;
+    if (s.b < s.e && *s.b == '-') return false;  // "+-1": not a number
+  }
   auto r = std::from_chars(s.b, s.e, out);
   return r.ec == std::errc() && r.ptr == s.e && s.b != s.e;
 }
@@ -184,7 +190,8 @@ RowError parse_field(const XpField& f, Span cell, const XpTextOutputs& out, int6
       return parse_array(cell, kXpCorrelations, out.correlations[b] + i * kXpCorrelations);
     case XpFieldKind::kNRelevant: {
       int64_t v = -1;
-      if (!trim(cell).empty() && !parse_int(cell, v))
+      // Out of int32 range would wrap in the int32 column: refuse it as not a count.
+      if (!trim(cell).empty() && (!parse_int(cell, v) || v < INT32_MIN || v > INT32_MAX))
         return {XpTextErrorCode::kBadNumber, 0, snippet(trim(cell))};
       out.n_relevant[b][i] = static_cast<int32_t>(v);
       return {};

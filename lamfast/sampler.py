@@ -40,8 +40,9 @@ def output_weights(columns: Sequence[str], outputs: OutputSpec = None) -> np.nda
     for name, weight in outputs.items():
         if name not in index:
             raise ValueError(f"output token {name!r} is not among the columns")
-        if int(weight) != weight or weight < 0:
-            raise ValueError(f"output weight of {name!r} must be a non-negative int, got {weight!r}")
+        if int(weight) != weight or weight < 0 or weight > np.iinfo(np.int32).max:
+            raise ValueError(f"output weight of {name!r} must be a non-negative int below "
+                             f"2^31, got {weight!r}")
         w[index[name]] = weight
     return w
 
@@ -54,6 +55,8 @@ def _prepare(values, columns, errors, star_ids, outputs, normalizer, vocab,
                     ("seed", seed), ("epoch", epoch)):
         if not isinstance(x, (int, np.integer)) or x < 0:
             raise ValueError(f"{name} must be a non-negative int, got {x!r}")
+        if name in ("seed", "epoch") and x >= 1 << 64:
+            raise ValueError(f"{name} must be below 2^64 (it seeds a 64-bit hash), got {x!r}")
     if star_ids is None:
         star_ids = np.arange(len(values), dtype=np.int64)
     star_ids = np.ascontiguousarray(star_ids, dtype=np.int64)
@@ -61,6 +64,13 @@ def _prepare(values, columns, errors, star_ids, outputs, normalizer, vocab,
         raise ValueError(f"star_ids must be [N={len(values)}], got {star_ids.shape}")
     center, inv_scale = normalizer.center_inv_scale(columns) if normalizer else (None, None)
     return values, errors, ids, star_ids, output_weights(columns, outputs), center, inv_scale
+
+
+def _clamped(v: int, context: int, max_blank: int, n_outputs: int) -> tuple[int, int, int]:
+    """context, max_blank and n_outputs capped at V: the draw is the same (a star has at
+    most V tokens, and at most V can be requested), and the C++ core takes int32 counts
+    and sizes an [N, n_outputs] scratch table by them."""
+    return min(int(context), v), min(int(max_blank), v), min(int(n_outputs), v)
 
 
 def sample_training(values: np.ndarray, columns: Sequence[str], *,
@@ -95,8 +105,9 @@ def sample_training(values: np.ndarray, columns: Sequence[str], *,
     values, errors, ids, star_ids, weights, center, inv_scale = _prepare(
         values, columns, errors, star_ids, outputs, normalizer, vocab,
         context, max_blank, n_outputs, seed, epoch)
+    context, max_blank, n_outputs = _clamped(values.shape[1], context, max_blank, n_outputs)
     out = _core.sample(values, errors, ids, star_ids, weights, center, inv_scale, int(seed),
-                       int(epoch), int(context), int(max_blank), int(n_outputs),
+                       int(epoch), context, max_blank, n_outputs,
                        bool(exclude_inputs), resolve_threads(threads))
     if out[0] is not None:
         raise_bad_cell(out[0], columns)
@@ -142,6 +153,7 @@ def sample_training_reference(values: np.ndarray, columns: Sequence[str], *,
     if bad is not None:
         raise_bad_cell(bad, columns)
     n, v = values.shape
+    context, max_blank, n_outputs = _clamped(v, context, max_blank, n_outputs)
     rows = np.arange(n)
     with np.errstate(over="ignore"):
         key = _star_key(seed, epoch, star_ids)  # [N]

@@ -147,16 +147,22 @@ def read_header(path: str | Path, fmt: str) -> TextHeader:
         except _gzip_errors() as e:
             raise ValueError(f"{path}: truncated or corrupt gzip stream ({e})") from None
     comments = [raw for raw in lines[:-1] if raw.startswith(b"#")]
-    names_line = lines[-1].decode("utf-8").rstrip("\r\n")
+    names_line = _decode(lines[-1], path, len(lines)).rstrip("\r\n")
     header_bytes = sum(len(raw) for raw in lines)
     if fmt == "ecsv":
         if not lines[0].startswith(ECSV_MAGIC):
             raise ValueError(f"{path}: not an ECSV file (first line must start with '# %ECSV')")
         meta = _ecsv_yaml(comments, path)
         delimiter = meta.get("delimiter", " ")
-        datatypes = {d["name"]: d for d in meta.get("datatype", [])}
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or not delimiter.isascii():
+            raise ValueError(f"{path}: delimiter must be one ASCII character, got {delimiter!r}")
+        columns = meta["datatype"]
+        if not all(isinstance(d, dict) and isinstance(d.get("name"), str) for d in columns):
+            raise ValueError(f"{path}: every ECSV 'datatype' entry must be a mapping with a "
+                             "'name'")
+        datatypes = {d["name"]: d for d in columns}
         names = _split_names(names_line, delimiter)
-        yaml_names = [d["name"] for d in meta.get("datatype", [])]
+        yaml_names = [d["name"] for d in columns]
         if names != yaml_names:
             raise ValueError(f"{path}: ECSV names line {names} does not match the header's "
                              f"columns {yaml_names}")
@@ -182,6 +188,14 @@ def _header_lines(f, path) -> list[bytes]:
     raise ValueError(f"{path}: no header line with column names")
 
 
+def _decode(raw: bytes, path, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: line {line}: header is not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
+
+
 def _split_names(line: str, delimiter: str) -> list[str]:
     reader = csv.reader(io.StringIO(line), delimiter=delimiter,
                         skipinitialspace=delimiter == " ")
@@ -189,7 +203,8 @@ def _split_names(line: str, delimiter: str) -> list[str]:
 
 
 def _ecsv_yaml(comments: list[bytes], path) -> dict:
-    text = "\n".join(raw.decode("utf-8").rstrip("\r\n")[2:] for raw in comments[1:])
+    text = "\n".join(_decode(raw, path, i + 2).rstrip("\r\n")[2:]
+                      for i, raw in enumerate(comments[1:]))
     try:
         meta = _load_yaml(text)
     except ValueError as e:
