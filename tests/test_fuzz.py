@@ -199,7 +199,8 @@ def check_read(path: Path, differential: bool, **kw) -> XpContinuous | None:
         assert xp.bp_coefficient_correlations.shape == (n, N_CORRELATIONS)
     if differential:
         try:
-            ref = read_xp_continuous_reference(path, correlations=kw.get("correlations", False))
+            ref = read_xp_continuous_reference(path, correlations=kw.get("correlations", False),
+                                               blank_irrelevant=kw.get("blank_irrelevant", True))
         except ValueError:  # the csv module is laxer/stricter about quotes and bytes
             return xp
         _assert_same_xp(xp, ref)
@@ -460,7 +461,11 @@ def _check_against_reference(ra1, dec1, ra2, dec2, radius, mode, k, threads, kw)
     lo, hi = max(radius - EPS_ARCSEC, 0.0), min(radius + EPS_ARCSEC, 648000.0)
     got = fast(radius, mode="all")
     assert _pairs(slow(lo)) <= _pairs(got) <= _pairs(slow(hi))
-    assert _pairs(fast(lo, mode="all")) <= _pairs(slow(radius)) <= _pairs(fast(hi, mode="all"))
+    # (At radius 0 the lower side is exact on the C++ side only: it leaves an unmoved row
+    # bit for bit, the reference renormalises it.)
+    if radius >= EPS_ARCSEC:
+        assert _pairs(fast(lo, mode="all")) <= _pairs(slow(radius))
+    assert _pairs(slow(radius)) <= _pairs(fast(hi, mode="all"))
     assert np.all(np.diff(got.idx1) >= 0) and np.all(got.sep_arcsec <= radius + EPS_ARCSEC)
     if mode == "nearest":
         near = fast(radius, k=k)
