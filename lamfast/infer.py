@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from .model import LAM
 from .resources import DEFAULT_MODEL, WEIGHTS_FILE, resolve_model
 
 PRECISIONS = ("auto", "fp32", "bf16")
+ORDERS = ("information", "given")
 
 
 # ---- the model and its predictions -------------------------------------------------------
@@ -49,66 +51,99 @@ def model_hash(name_or_path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def predict(model: LAM, values: np.ndarray, columns: Sequence[str],
-            request: Sequence[str] = ("teff", "logg", "m_h"), *, batch_size: int | None = None,
-            device: str | torch.device = "auto", max_tokens: int | None = None,
-            threads: int | None = None, precision: str = "auto"):
+def predict(model: LAM, values, columns: Sequence[str] | None = None,
+            request: Sequence[str] = ("teff", "logg", "m_h"), *, order: str = "information",
+            batch_size: int | None = None, device: str | torch.device = "auto",
+            max_tokens: int | None = None, threads: int | None = None, precision: str = "auto"):
     """Predict tokens of many stars with ``model``, in physical units (via :class:`Predictor`).
 
     Parameters
     ----------
     model : lamfast.LAM with a normalizer; it moves to ``device`` (its train/eval mode is
         restored afterwards).
-    values : float32 [N, V], NaN = missing; raw (not standardised) catalogue values.
-    columns : V token names.
+    values : [N, V] array of real numbers (any float or int dtype), an astropy Table or a
+        pandas DataFrame; raw (not standardised) catalogue values, NaN or masked = missing.
+        They are standardised in float64, then handed to the model in float32.
+    columns : V token names of the array's columns; for a table, the columns to use
+        (default: every column named after a token of the model's vocabulary).
     request : token names to predict for every star.
+    order : which present values a star keeps when it has more than ``max_tokens``:
+        ``"information"`` (default) orders the columns as :func:`lamfast.label` does,
+        scalars first, then XP coefficients by rising order
+        (:func:`lamfast.vocab.by_information`), so a full XP star keeps its colours and
+        bp0..27, rp0..27; ``"given"`` keeps the first ones in ``columns`` order.
     batch_size : stars per forward pass (memory is bounded by it); default 256 on
         CPU, 4096 on GPUs (:func:`default_batch_size`).
     device : ``"auto"`` (CUDA if available), or any torch device.
-    max_tokens : keep at most this many present values per star (first in column order,
-        so list the most informative columns first: :func:`lamfast.vocab.by_information`);
-        default ``model.config.context_length``, the set size the model was trained on. A
-        warning says how many stars were cut.
+    max_tokens : keep at most this many present values per star, in ``order``; default
+        ``model.config.context_length``, the set size the model was trained on. A warning
+        says how many stars were cut.
     threads : tokenizer threads (default :func:`lamfast.get_num_threads`).
     precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
+
+    Input columns the model cannot use, tokens it has no normalisation stats for (e.g.
+    ``g_fakemag`` in the shipped model), are dropped with a warning naming them, as
+    :func:`lamfast.label` leaves them out.
 
     Returns
     -------
     astropy.table.Table
-        One row per star in input order: ``<name>`` and ``<name>_error`` per request
-        (value = mu*scale + median, error = sqrt(exp(logvar))*scale) and ``no_input``
-        (True where a star has no valid value; its predictions are NaN).
+        One row per star in input order (none for N = 0): ``<name>`` and ``<name>_error``
+        per request (value = mu*scale + median, error = sqrt(exp(logvar))*scale, float64,
+        with the unit and description of :mod:`lamfast.units`) and ``no_input`` (True
+        where a star has no valid value; its predictions are NaN).
     """
-    from astropy.table import Table
+    from astropy.table import Column, Table
 
-    from .columns import check_columns
+    from .columns import InputTable, model_input_columns
     from .tokenizer import tokenize
+    from .units import description_of, unit_of
 
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    inputs = InputTable(values, columns, model.vocab)
     was_training = model.training
     predictor = Predictor(model, request, device=device, precision=precision, batch_size=batch_size)
+    usable = model_input_columns(model, ())             # every token with stats, most informative first
+    kept = set(inputs.columns) & set(usable)
+    columns = [c for c in (usable if order == "information" else inputs.columns) if c in kept]
+    dropped = [c for c in inputs.columns if c not in kept]
+    if dropped:
+        warnings.warn(f"input columns dropped: {dropped} (this model has no normalisation stats for them)",
+                      stacklevel=2)
+    if not columns:
+        raise ValueError(f"none of the columns {inputs.columns[:6]} is an input the model can use")
     if max_tokens is None:
         max_tokens = model.config.context_length
-    values, _, _ = check_columns(values, columns, None, model.vocab)
-    _warn_if_cut(values, columns, max_tokens)
-    n, r = values.shape[0], len(predictor.request)
+    ids = model.vocab.ids(columns)
+    center, scale = model.normalizer.center[ids], model.normalizer.scale[ids]        # float64 [V]
+    n, r = inputs.n_rows, len(predictor.request)
     value, error = np.empty((n, r)), np.empty((n, r))
     no_input = np.empty(n, dtype=bool)
+    cut = 0
     chunk = max(predictor.batch_size, 65536)  # tokenize in large slabs; the predictor cuts micro-batches
     try:
         for start in range(0, n, chunk):
-            batch = tokenize(values[start:start + chunk], columns, max_tokens=max_tokens,
-                             normalizer=model.normalizer, vocab=model.vocab, threads=threads)
+            raw = inputs.rows(start, start + chunk, columns)                        # float64 [n, V]
+            # Standardised in float64, as the authors do: float32 would round a value
+            # to 2**-24 of its size before its median is taken away.
+            batch = tokenize(((raw - center) / scale).astype(np.float32), columns, max_tokens=max_tokens,
+                             vocab=model.vocab, threads=threads)
+            cut += int(np.count_nonzero(np.count_nonzero(~np.isnan(raw), axis=1) > max_tokens))
             prepared = predictor.prepare(batch)
             stop = start + batch.n_stars
             value[start:stop], error[start:stop] = predictor.run(prepared)
             no_input[start:stop] = prepared.no_input
     finally:
         model.train(was_training)
+    if cut:
+        warnings.warn(f"{cut} of {n} stars have more than {max_tokens} present values; the model sees "
+                      f"the first {max_tokens} in {order!r} order (max_tokens, order)", stacklevel=2)
     table = Table()
     for j, name in enumerate(predictor.request):
-        table[name] = value[:, j]
-        table[f"{name}_error"] = error[:, j]
-    table["no_input"] = no_input
+        for col, data in ((name, value[:, j]), (f"{name}_error", error[:, j])):
+            table[col] = Column(data, unit=unit_of(col), description=description_of(col))
+    table["no_input"] = Column(no_input, description="no valid input value: predictions are NaN")
     return table
 
 
@@ -124,20 +159,6 @@ def check_request(model, request: str | Sequence[str]) -> list[str]:
         raise ValueError(f"request lists a token twice: {request}")
     model.normalizer.has_stats(request)
     return request
-
-
-def _warn_if_cut(values: np.ndarray, columns: Sequence[str], max_tokens: int) -> None:
-    """Warn when stars have more present values than the model will see."""
-    if len(columns) <= max_tokens:
-        return
-    cut = int(np.count_nonzero(np.count_nonzero(np.isfinite(values), axis=1) > max_tokens))
-    if cut:
-        import warnings
-
-        warnings.warn(f"{cut} of {len(values)} stars have more than {max_tokens} present values; "
-                      f"the model sees the first {max_tokens} in column order (max_tokens). "
-                      "Order columns most informative first, e.g. lamfast.vocab.by_information(columns).",
-                      stacklevel=3)
 
 
 # ---- device and precision ----------------------------------------------------------------
