@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .label import (LabelPlan, LabelSummary, check_overwrite, check_writer, finished_output, make_plan, merge,
-                    part_path, parts_dir, parts_folder, run_units)
+                    output_lock, part_done, part_path, parts_dir, parts_folder, remove_part, run_units)
 
 _MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
 _MODELS_LOCK = threading.Lock()
@@ -61,7 +61,6 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
     LabelSummary of the whole job (counters summed over the tasks; stage seconds are
     summed over workers, so they can exceed the wall time).
     """
-    from .infer import load_model
 
     if sum(x is not None for x in (scheduler, workers, client)) != 1:
         raise ValueError("give exactly one of scheduler=ADDRESS, workers=N or client=")
@@ -75,6 +74,19 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
     t0 = time.perf_counter()
     output = Path(output)
     check_writer(output)  # a bad name or a missing writer fails before the model loads
+    with output_lock(output):  # one job per output, held by the driver for the whole job
+        return _label_distributed(inputs, model, request, output, columns, batch_size, device, precision,
+                                  resume, overwrite, chunk_rows, t0, progress, retries,
+                                  cluster=dict(scheduler=scheduler, workers=workers, client=client,
+                                               processes=processes, threads_per_worker=threads_per_worker,
+                                               gpus_per_worker=gpus_per_worker), threads=threads)
+
+
+def _label_distributed(inputs, model, request, output: Path, columns, batch_size, device, precision, resume,
+                       overwrite, chunk_rows, t0, progress, retries, *, cluster: dict,
+                       threads) -> LabelSummary:
+    from .infer import load_model
+
     if not resume:
         check_overwrite(output, overwrite)
     lam = load_model(model)                        # on the driver: validation and the plan only
@@ -88,10 +100,7 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
             return summary
     with parts_folder(parts_dir(output), plan) as parts:
         summary = _label_on_cluster(
-            plan, parts, model, resume=resume, cluster=dict(scheduler=scheduler, workers=workers, client=client,
-                                                            processes=processes, threads_per_worker=threads_per_worker,
-                                                            gpus_per_worker=gpus_per_worker),
-            retries=retries, progress=progress,
+            plan, parts, model, resume=resume, cluster=cluster, retries=retries, progress=progress,
             task_kwargs=dict(device=device, precision=precision, batch_size=batch_size, threads=threads))
         summary.add_merge(merge(output, overwrite=overwrite))
     summary.wall_s = time.perf_counter() - t0
@@ -117,9 +126,9 @@ def _label_on_cluster(plan: LabelPlan, parts: Path, model, *, resume: bool, clus
     by_file: dict[int, list[int]] = {}
     for i, unit in enumerate(plan.units):
         if not resume:  # a fresh run: forget earlier results (tasks skip what exists)
-            part_path(parts, i).unlink(missing_ok=True)
+            remove_part(part_path(parts, i))
         by_file.setdefault(unit.file, []).append(i)
-    pending = {f: u for f, u in by_file.items() if not all(part_path(parts, i).is_file() for i in u)}
+    pending = {f: u for f, u in by_file.items() if not all([part_done(part_path(parts, i)) for i in u])}
     summary.units_skipped = sum(len(u) for f, u in by_file.items() if f not in pending)
 
     own_cluster, client, gpus = None, cluster["client"], cluster["gpus_per_worker"]
@@ -171,6 +180,7 @@ def _model(path: str, sha256: str, device: str):
 
 def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summary: LabelSummary, *,
                retries: int, gpu: bool, progress: bool, task_kwargs: dict) -> None:
+    from concurrent.futures import CancelledError
     from distributed import as_completed
     from tqdm.auto import tqdm
 
@@ -187,7 +197,10 @@ def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summar
         for future in as_completed(futures):
             try:
                 stats = future.result()
-            except Exception as e:  # after Dask's retries
+            except CancelledError as e:  # the scheduler went away (or the client closed)
+                raise RuntimeError(f"lost the Dask scheduler while labelling ({type(e).__name__}: {e}); "
+                                   "finished units are kept, rerun with resume to do the rest") from e
+            except Exception as e:  # after Dask's retries (a worker killed too often: KilledWorker)
                 failed.append((plan.inputs[futures[future]], e))
                 continue
             finally:

@@ -307,11 +307,18 @@ class LAM(nn.Module):
         """Inverse of :meth:`save` (exact); ``"default"`` loads the shipped model.
 
         Raises FileNotFoundError if ``folder`` is not a model folder (or, for
-        ``"default"``, no default model is installed)."""
-        from safetensors.torch import load_file
-
+        ``"default"``, no default model is installed, or it lacks its weights), and
+        ValueError naming the file if ``config.json`` or ``model.safetensors`` is corrupt
+        (invalid JSON, another architecture, truncated or foreign weights)."""
         folder = resolve_model(folder)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
+        config = folder / CONFIG_FILE
+        try:
+            meta = json.loads(config.read_text())
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"{config}: not valid JSON ({e}); the model folder is corrupt "
+                             "(rewrite it with LAM.save)") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{config}: holds a JSON {type(meta).__name__}, not a lamfast model's config")
         if meta.get("format") != FORMAT:
             raise ValueError(f"{folder / CONFIG_FILE}: not a lamfast model (format "
                              f"{meta.get('format')!r}); for the authors' format use "
@@ -319,9 +326,13 @@ class LAM(nn.Module):
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{folder}: format version {meta['format_version']} is newer than "
                              f"this lamfast reads ({FORMAT_VERSION})")
-        normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
-        model = cls(LAMConfig.from_dict(meta["architecture"]), Vocab(meta["vocab"]), normalizer)
-        model.load_state_dict(load_file(str(_existing(folder / WEIGHTS_FILE)), device=str(device)))
+        try:
+            normalizer = Normalizer.from_dict(meta["normalizer"]) if meta.get("normalizer") else None
+            model = cls(LAMConfig.from_dict(meta["architecture"]), Vocab(meta["vocab"]), normalizer)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            missing = f"no {e} entry" if isinstance(e, KeyError) else str(e)
+            raise ValueError(f"{config}: not a valid lamfast model config ({missing})") from None
+        model.load_state_dict(_load_weights(_existing(folder / WEIGHTS_FILE), model, config))
         return model.to(device)
 
     # ---- the authors' format ----------------------------------------------------------
@@ -396,6 +407,29 @@ def to_reference_name(name: str) -> str:
         if n:
             return new
     raise ValueError(f"no reference name for parameter {name!r}")
+
+
+def _load_weights(path: Path, model: LAM, config: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` on the CPU, checked against ``model`` (the architecture of
+    ``config``): ValueError naming the file if it is truncated, not safetensors, or holds
+    weights of another architecture."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError, ValueError)
+        raise ValueError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); "
+                         "truncated or corrupt? (rewrite the model with LAM.save)") from None
+    ours = model.state_dict()
+    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    shapes = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or shapes:
+        what = "; ".join(x for x in (
+            f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+            f"other shapes for {shapes[:3]}" if shapes else "") if x)
+        raise ValueError(f"{path}: weights do not fit the architecture in {config} ({what}); "
+                         f"{config.name} and {path.name} come from different models")
+    return state
 
 
 def _existing(path: Path) -> Path:

@@ -135,7 +135,7 @@ def test_merge_rejects_wrong_parts(setup, tmp_path):
         merge(out)
     (parts / "unit-000009.npz").replace(parts / "unit-000002.npz")   # unit 1's rows posing as unit 2
     (parts / "unit-000001.npz").write_bytes(b"torn")
-    with pytest.raises(ValueError, match="unit-000001.npz: unreadable part"):
+    with pytest.raises(ValueError, match="unit-000001.npz: corrupt part .truncated"):
         merge(out)
     run(paths, out, model_dir, shard=(0, 1))                           # recompute: fixed again
     (parts / "unit-000009.npz").write_bytes(b"")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
+from .lock import OutputLockedError
 from .output import merge
+from .parts import is_disk_full
 from .run import label
 
 
@@ -61,9 +63,14 @@ def _run_cli(args) -> int:
     """Run ``lamfast label`` with the parsed ``args``; prints the summary."""
     try:
         print(_label(args))
-    except (FileExistsError, ImportError) as e:  # user errors too: one clear line, exit 2
+    except (FileExistsError, ImportError, OutputLockedError) as e:  # user errors too: one clear line, exit 2
         print(f"lamfast label: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        print(f"lamfast label: error: {e}", file=sys.stderr)   # names the file; finished parts are kept
+        return 1
     return 0
 
 

@@ -17,7 +17,8 @@ the header in ``labels.__table_column_meta__``), gzip-compressed with the shuffl
 chunks of about :data:`HDF5_CHUNK_BYTES`, never more rows than the file has.
 
 :func:`merge` (``lamfast label --merge OUT``) first checks that every unit of the plan has
-its part in ``OUT.parts`` (and that each part is the unit it claims to be), then writes
+its part in ``OUT.parts`` (intact: the sha256 recorded when it was written, :mod:`.parts`;
+and the unit it claims to be), then writes
 ``OUT`` in plan order, :data:`WRITE_ROWS` rows at a time (bounded memory).
 """
 
@@ -35,6 +36,8 @@ import numpy as np
 from .._version import __version__
 from ..atomic import atomic_path
 from ..units import description_of, unit_of
+from .lock import output_lock
+from .parts import part_problem, remove_part, write_error
 from .plan import PLAN_FILE, LabelPlan, part_path, parts_dir, read_plan
 from .summary import LabelSummary
 
@@ -62,8 +65,14 @@ def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: boo
     naming the missing units (or a part that does not match its unit), before anything is
     written.
     """
-    t0 = time.perf_counter()
     output = Path(output)
+    check_writer(output)
+    with output_lock(output):      # re-entrant: a labelling job that merges already holds it
+        return _merge(output, keep_parts, overwrite)
+
+
+def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
+    t0 = time.perf_counter()
     fmt = check_writer(output)
     check_overwrite(output, overwrite)
     parts = parts_dir(output)
@@ -76,14 +85,18 @@ def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: boo
         rows, flagged = rows + n, flagged + f
         devices.add(device)
     metadata = _output_metadata(plan, rows, flagged, sorted(devices))
-    with atomic_path(output) as tmp:
-        writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
-        try:
-            for i, unit in enumerate(plan.units):
-                with np.load(part_path(parts, i)) as z:
-                    writer.append({k: z[k] for k in z.files}, unit.file)
-        finally:
-            writer.close()
+    try:
+        with atomic_path(output) as tmp:   # a failed write (a full disk) leaves no partial OUT
+            writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
+            try:
+                for i, unit in enumerate(plan.units):
+                    with np.load(part_path(parts, i)) as z:
+                        writer.append({k: z[k] for k in z.files}, unit.file)
+            finally:
+                writer.close()
+    except OSError as e:
+        raise write_error(output, e, f"the parts in {parts} are kept: rerun with --resume "
+                                     "(resume=True), or lamfast label --merge OUT") from e
     if not keep_parts:
         _remove_parts(parts, len(plan.units))
     summary = LabelSummary(output, units_total=len(plan.units), units_skipped=len(plan.units),
@@ -217,6 +230,10 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
     """(rows, flagged rows, device/precision) of unit i's part, after checking it is unit i."""
     path = part_path(parts, i)
     unit = plan.units[i]
+    problem = part_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path}: corrupt part ({problem}); it is never merged: rerun lamfast label "
+                         "with --resume (resume=True) to compute it again, then merge")
     try:
         with np.load(path) as z:
             ids, rows, no_input, device = z["unit"], z["input_row"], z["no_input"], str(z["computed_with"])
@@ -234,7 +251,7 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
 
 def _remove_parts(parts: Path, n_units: int) -> None:
     for i in range(n_units):
-        part_path(parts, i).unlink(missing_ok=True)
+        remove_part(part_path(parts, i))
     (parts / PLAN_FILE).unlink(missing_ok=True)
     for tmp in parts.glob(".*.tmp-*"):  # temporaries of jobs killed mid-write (atomic_path names)
         tmp.unlink(missing_ok=True)

@@ -3,8 +3,9 @@ into ``OUT.parts`` (also the task body of :mod:`lamfast.distributed`).
 
 **Execution.** Units are read and tokenized on a background thread, ``prefetch`` units
 ahead of the device, and each unit's predictions are written atomically to
-``OUT.parts/unit-NNNNNN.npz`` (temporary file + fsync + rename). ``resume=True`` skips units
-whose part exists, so a job killed at any moment (even ``kill -9``) and rerun with
+``OUT.parts/unit-NNNNNN.npz`` (temporary file + fsync + rename), then its sha256 to
+``unit-NNNNNN.npz.sha256`` (:mod:`.parts`). ``resume=True`` skips units whose part exists
+with that checksum (a truncated or changed part is computed again), so a job killed at any moment (even ``kill -9``) and rerun with
 ``resume`` produces the same output as an uninterrupted run; a resumed job whose plan
 differs from the one its parts (or its finished output) were made with refuses, saying
 what differs. A run without ``shard`` then
@@ -37,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from .lock import output_lock
 from .output import check_overwrite, check_writer, finished_output, merge
 from .plan import LabelPlan, WorkUnit, make_plan, parse_shard, part_path, parts_dir, parts_folder, shard_units
+from .parts import commit_part, part_done
 from .summary import LabelSummary
 
 UNIT_SLEEP_ENV = "LAMFAST_LABEL_UNIT_SLEEP"
@@ -84,15 +86,26 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     -------
     LabelSummary: rows and flagged rows computed, units done/skipped, wall time,
     throughput, per-stage seconds.
-    """
-    from ..infer import Predictor, load_model
 
+    Raises :class:`lamfast.label.lock.OutputLockedError` if another job is writing
+    ``output``, and OSError naming the file (finished parts kept) if a write fails, e.g.
+    on a full disk.
+    """
     t0 = time.perf_counter()
     output = Path(output)
     check_writer(output)  # a bad name or a missing writer fails before the model loads
+    shard = parse_shard(shard)
+    with output_lock(output, shared=shard is not None):   # one job per output (shards share it)
+        return _label(inputs, model, request, output, columns, batch_size, device, precision, shard, resume,
+                      overwrite, chunk_rows, prefetch, threads, progress, t0)
+
+
+def _label(inputs, model, request, output: Path, columns, batch_size, device, precision, shard, resume,
+           overwrite, chunk_rows, prefetch, threads, progress, t0) -> LabelSummary:
+    from ..infer import Predictor, load_model
+
     if not resume:
         check_overwrite(output, overwrite)
-    shard = parse_shard(shard)
     lam = load_model(model)
     predictor = Predictor(lam, request, device=device, precision=precision, batch_size=batch_size)
     plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows)
@@ -134,7 +147,7 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
         #              oversubscribed OpenMP threads of torch slow down many-fold
     t_start = time.perf_counter()
     summary = LabelSummary(None, units_total=len(plan.units))
-    pending = [i for i in indices if not (resume and part_path(parts, i).is_file())]
+    pending = [i for i in indices if not (resume and part_done(part_path(parts, i)))]
     summary.units_skipped = len(indices) - len(pending)
     sizes = [plan.units[i].n_rows for i in pending]
     bar = _progress_bar(None if None in sizes else sum(sizes), progress)
@@ -252,11 +265,10 @@ def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, l
 
 def _write_part(path: Path, index: int, unit: WorkUnit, source_id, input_row, value, error, no_input,
                 computed_with: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, unit=np.array([index, unit.file, unit.start], dtype=np.int64),
-                 source_id=np.asarray(source_id, np.int64), input_row=input_row,
-                 value=value.astype(np.float32), error=error.astype(np.float32), no_input=no_input,
-                 computed_with=np.array(computed_with))
+    commit_part(path, lambda f: np.savez(
+        f, unit=np.array([index, unit.file, unit.start], dtype=np.int64),
+        source_id=np.asarray(source_id, np.int64), input_row=input_row, value=value.astype(np.float32),
+        error=error.astype(np.float32), no_input=no_input, computed_with=np.array(computed_with)))
 
 
 def _progress_bar(total, enabled: bool):

@@ -1,0 +1,102 @@
+"""Committing part files with a checksum, and checking them before they are trusted.
+
+A unit's part ``OUT.parts/unit-NNNNNN.npz`` is written atomically (temporary file, fsync,
+rename); then its sha256 and size go to the sidecar ``unit-NNNNNN.npz.sha256``, also
+atomically. A part counts as *done* only when its sidecar exists and the file still has
+that size and sha256, so a part truncated or changed on disk (a bit flip, a partial copy,
+a job of an older lamfast killed between the two writes) is computed again by ``resume``
+and refused by ``merge``, never merged.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+from ..atomic import atomic_path, atomic_write_bytes
+
+CHECKSUM_SUFFIX = ".sha256"
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def checksum_path(part: Path) -> Path:
+    """The sidecar of ``part`` that records its sha256 and size."""
+    return part.with_name(part.name + CHECKSUM_SUFFIX)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def commit_part(part: Path, write) -> None:
+    """Write ``part`` atomically with ``write(file object)``, then record its checksum.
+
+    A failure (a full disk included) leaves neither a partial part nor a sidecar: OSError
+    naming the part and saying how to go on."""
+    checksum_path(part).unlink(missing_ok=True)   # an old sidecar never vouches for a new part
+    try:
+        with atomic_path(part) as tmp, open(tmp, "wb") as f:
+            write(f)
+        record = {"sha256": file_sha256(part), "size": part.stat().st_size}
+        atomic_write_bytes(checksum_path(part), json.dumps(record).encode())
+    except OSError as e:
+        part.unlink(missing_ok=True)               # no checksum: the part is not done
+        raise write_error(part, e, "finished parts are kept; rerun with --resume (resume=True) "
+                                   "to compute the rest") from e
+
+
+def write_error(path: Path, e: OSError, then: str) -> OSError:
+    """The OSError of a failed write of ``path``: what failed, why, and what to do then."""
+    why = "the disk is full (no space left on device)" if e.errno in DISK_FULL else (e.strerror or str(e))
+    free = "free some space, then " if e.errno in DISK_FULL else ""
+    return OSError(e.errno, f"writing {path} failed: {why}; {free}{then}")
+
+
+def part_problem(part: Path) -> str | None:
+    """None if ``part`` is a committed, intact part; else why it is not (missing, no checksum,
+    truncated, changed on disk)."""
+    if not part.is_file():
+        return "missing"
+    try:
+        record = json.loads(checksum_path(part).read_text())
+        sha, size = str(record["sha256"]), int(record["size"])
+    except FileNotFoundError:
+        return f"no checksum ({checksum_path(part).name}): it was never committed"
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"unreadable checksum file {checksum_path(part).name}"
+    actual = part.stat().st_size
+    if actual != size:
+        return f"truncated or changed on disk: {actual} bytes, {size} when it was written"
+    if file_sha256(part) != sha:
+        return "changed on disk: its sha256 differs from the one recorded when it was written"
+    return None
+
+
+def part_done(part: Path) -> bool:
+    """``part`` is committed and intact (:func:`part_problem`); a corrupt one is removed with
+    a RuntimeWarning naming it, so that the job computes its unit again."""
+    problem = part_problem(part)
+    if problem is None:
+        return True
+    if problem != "missing":
+        warnings.warn(f"{part}: {problem}; computing the unit again", RuntimeWarning, stacklevel=2)
+        remove_part(part)
+    return False
+
+
+def remove_part(part: Path) -> None:
+    """Remove a part and its checksum (missing ones are fine)."""
+    part.unlink(missing_ok=True)
+    checksum_path(part).unlink(missing_ok=True)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL
+
