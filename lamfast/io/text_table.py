@@ -161,14 +161,14 @@ def read_header(path: str | Path, fmt: str) -> TextHeader:
             raise ValueError(f"{path}: every ECSV 'datatype' entry must be a mapping with a "
                              "'name'")
         datatypes = {d["name"]: d for d in columns}
-        names = _split_names(names_line, delimiter)
+        names = _split_names(names_line, delimiter, path)
         yaml_names = [d["name"] for d in columns]
         if names != yaml_names:
             raise ValueError(f"{path}: ECSV names line {names} does not match the header's "
                              f"columns {yaml_names}")
     else:
         delimiter, datatypes = ",", {}
-        names = _split_names(names_line, delimiter)
+        names = _split_names(names_line, delimiter, path)
     if len(delimiter) != 1:
         raise ValueError(f"{path}: delimiter must be one character, got {delimiter!r}")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -196,10 +196,13 @@ def _decode(raw: bytes, path, line: int) -> str:
                          f"{e.start})") from None
 
 
-def _split_names(line: str, delimiter: str) -> list[str]:
+def _split_names(line: str, delimiter: str, path) -> list[str]:
     reader = csv.reader(io.StringIO(line), delimiter=delimiter,
                         skipinitialspace=delimiter == " ")
-    return [n.strip() for n in next(reader, [])]
+    try:
+        return [n.strip() for n in next(reader, [])]
+    except csv.Error as e:  # e.g. a lone '\r' inside the names line
+        raise ValueError(f"{path}: cannot split the column names line ({e})") from None
 
 
 def _ecsv_yaml(comments: list[bytes], path) -> dict:
