@@ -616,9 +616,11 @@ pq.write_table(pa.table({"ra": ra, "dec": dec, "source_id": np.arange(50)}), sys
 assert cli.main(["xmatch", sys.argv[1], sys.argv[1], "--radius", "1", "--out", sys.argv[2]]) == 0
 assert "astropy.units" not in sys.modules
 """
+    from conftest import same_lamfast
+
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.parquet"),
                              str(tmp_path / "p.parquet")], capture_output=True, text=True,
-                            cwd=str(Path(__file__).resolve().parents[1]))
+                            **same_lamfast(tmp_path))  # the lamfast under test, not the checkout's
     assert result.returncode == 0, result.stderr
 
 
