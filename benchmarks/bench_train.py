@@ -21,6 +21,8 @@ and the ratio to the stock model. CPU: fp32 with 2 threads by default; CUDA: bf1
 
 from __future__ import annotations
 
+import contextlib
+import io
 import statistics
 import tempfile
 import time
@@ -126,25 +128,63 @@ def bench_preset(preset: str, n_stars: int, batch_size: int, repeats: int, devic
 
 def main(argv=None) -> list[dict]:
     p = model_bench_parser(__doc__, "small batches, few steps (< 1 min)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 512 (CPU), 1024 (GPU)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help="stars per step, one block each (default 512 on CPU; 1024 and 4096 on GPU)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="wall seconds; (preset, batch) blocks left then are listed as skipped")
+    p.add_argument("--dry", action="store_true",
+                   help="a dress rehearsal of the GPU run on a CPU: tiny batches, 2 steps; writes the "
+                        "full table's files")
     args = p.parse_args(argv)
+    t_start = time.perf_counter()
+    if args.dry:
+        if args.device == "auto":
+            args.device = "cpu"
+        if args.presets == p.get_default("presets"):
+            args.presets = ["lam-small"]
     device = torch_device(args.device, args.threads)
-    batch = args.batch_size or (128 if args.quick else (512 if device.type == "cpu" else 1024))
-    repeats = args.repeats or (3 if args.quick else 9)
+    batches = args.batch_size or ([16] if args.dry else [128] if args.quick else
+                                  [512] if device.type == "cpu" else [1024, 4096])
+    repeats = args.repeats or (2 if args.dry else 3 if args.quick else 9)
     rows = []
     for preset in args.presets:
-        rows += bench_preset(preset, n_stars=batch * min(repeats, 4), batch_size=batch,
-                             repeats=repeats, device=device)
-        print(rows[-2], rows[-1], sep="\n", flush=True)
+        for batch in batches:
+            if args.budget is not None and time.perf_counter() - t_start > args.budget:
+                rows.append({"preset": preset, "candidate": "all", "batch": batch, "status": "skipped: time budget"})
+                continue
+            try:
+                block = [{**r, "status": "ok"} for r in bench_preset(
+                    preset, n_stars=batch * min(repeats, 4), batch_size=batch, repeats=repeats, device=device)]
+            except Exception as e:  # e.g. out of memory at this batch: the other blocks still run
+                block = [{"preset": preset, "candidate": "all", "batch": batch,
+                          "status": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"}]
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            rows += block
+            print(*block, sep="\n", flush=True)
+            save(rows, device, args, repeats, final=False)
+    save(rows, device, args, repeats, final=True)
+    return rows
+
+
+COLUMNS = ["preset", "params", "candidate", "batch", "status", "tokens_per_star", "step_s", "stars_per_s",
+           "vs_stock"]
+
+
+def save(rows, device, args, repeats, final: bool):
+    """Write the table (quietly until the last time: it is rewritten after every block)."""
     precision = "fp32" if device.type == "cpu" else "bf16 autocast"
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    write_table("train", rows, device=str(device), quick=args.quick,
-                title=f"Training throughput on {device_name(str(device))}",
-                notes=(f"One optimiser step (forward, NLL, backward, clip, AdamW), {precision}"
-                       f"{threads}; median of {repeats} interleaved steps; vs_stock = stars/s "
-                       "over the stock padded nn.MultiheadAttention model with the same weights. "
-                       f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}`"))
-    return rows
+    with contextlib.redirect_stdout(io.StringIO()) if not final else contextlib.nullcontext():
+        write_table("train", [{c: r.get(c, "") for c in COLUMNS} for r in rows], device=str(device),
+                    quick=args.quick, title=f"Training throughput on {device_name(str(device))}",
+                    notes=(f"One optimiser step (forward, NLL, backward, clip, AdamW), {precision}"
+                           f"{threads}; median of {repeats} interleaved steps; vs_stock = stars/s "
+                           "over the stock padded nn.MultiheadAttention model with the same weights. "
+                           f"Command: `python -m benchmarks.bench_train{' --quick' if args.quick else ''}`"
+                           + ("" if final else "\n\n**Partial: the run stopped before its end.**")
+                           + ("\n\nDry run: tiny batches on a CPU; times mean nothing, the rows check "
+                              "the plumbing." if args.dry else "")))
 
 
 if __name__ == "__main__":
