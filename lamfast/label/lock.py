@@ -81,8 +81,9 @@ def _acquire(path: Path, output: Path, shared: bool) -> int:
             break
         os.close(fd)
     if not shared:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):   # the pid is only for the message (a full disk is fine)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 

@@ -95,8 +95,8 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
             finally:
                 writer.close()
     except OSError as e:
-        raise write_error(output, e, f"the parts in {parts} are kept: rerun with --resume "
-                                     "(resume=True), or lamfast label --merge OUT") from e
+        raise write_error(output, e, f"rerun with --resume (resume=True) or lamfast label --merge OUT; "
+                                     f"the parts in {parts} are kept") from e
     if not keep_parts:
         _remove_parts(parts, len(plan.units))
     summary = LabelSummary(output, units_total=len(plan.units), units_skipped=len(plan.units),

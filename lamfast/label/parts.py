@@ -48,15 +48,16 @@ def commit_part(part: Path, write) -> None:
         atomic_write_bytes(checksum_path(part), json.dumps(record).encode())
     except OSError as e:
         part.unlink(missing_ok=True)               # no checksum: the part is not done
-        raise write_error(part, e, "finished parts are kept; rerun with --resume (resume=True) "
-                                   "to compute the rest") from e
+        raise write_error(part, e, "rerun with --resume (resume=True) to compute the rest; the "
+                                   "finished parts are kept") from e
 
 
 def write_error(path: Path, e: OSError, then: str) -> OSError:
     """The OSError of a failed write of ``path``: what failed, why, and what to do then."""
-    why = "the disk is full (no space left on device)" if e.errno in DISK_FULL else (e.strerror or str(e))
-    free = "free some space, then " if e.errno in DISK_FULL else ""
-    return OSError(e.errno, f"writing {path} failed: {why}; {free}{then}")
+    full = is_disk_full(e)
+    why = "the disk is full (no space left on device)" if full else (e.strerror or str(e))
+    free = "free some space, then " if full else ""
+    return OSError(errno.ENOSPC if full else e.errno, f"writing {path} failed: {why}; {free}{then}")
 
 
 def part_problem(part: Path) -> str | None:
@@ -98,5 +99,8 @@ def remove_part(part: Path) -> None:
 
 
 def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in DISK_FULL
+    """``e`` says the disk is full (errno ENOSPC/EDQUOT; pyarrow and h5py only say it in
+    the message)."""
+    return isinstance(e, OSError) and (e.errno in DISK_FULL or "no space left on device" in str(e).lower()
+                                       or "disk quota exceeded" in str(e).lower())
 

@@ -10,7 +10,7 @@ read whole: one unit per file.
 The plan (inputs with their sizes and modification times, units, model hash, request,
 ...) is kept in ``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the
 same plan (:meth:`LabelPlan.differences` says what differs), and unit i's result is
-``OUT.parts/unit-<i:06d>.npz``. ``shard=(K, N)`` takes units K, K+N,
+``OUT.parts/unit-<i:06d>.npz`` (its checksum beside it, :mod:`.parts`). ``shard=(K, N)`` takes units K, K+N,
 K+2N, ... (0 <= K < N): N independent jobs (e.g. a SLURM array) cover the plan exactly once.
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from .parts import write_error
 
 PLAN_FILE = "plan.json"
 PLAN_VERSION = 2
@@ -275,8 +276,11 @@ def ensure_plan(parts: Path, plan: LabelPlan) -> None:
                              "another output")
         return
     parts.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(plan.to_dict(), indent=1))
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(plan.to_dict(), indent=1))
+    except OSError as e:
+        raise write_error(path, e, "rerun (nothing was computed yet)") from e
 
 
 @contextlib.contextmanager
