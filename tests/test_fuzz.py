@@ -471,12 +471,18 @@ def _check_against_reference(ra1, dec1, ra2, dec2, radius, mode, k, threads, kw)
 
     lo, hi = _nudged(radius, -1), _nudged(radius, +1)
     got = fast(radius, mode="all")
-    assert _pairs(slow(lo)) <= _pairs(got) <= _pairs(slow(hi))
+    # The upper side cannot widen past 180 deg, where exact antipodes sit at chord^2 = 4
+    # up to rounding on either side: there only the lower side is checked.
+    wide = hi < 648000.0
+    assert _pairs(slow(lo)) <= _pairs(got)
+    if wide:
+        assert _pairs(got) <= _pairs(slow(hi))
     # (At radius 0 the lower side is exact on the C++ side only: it leaves an unmoved row
     # bit for bit, the reference renormalises it.)
-    if lo < radius:
+    if lo > 0.0:  # radius far above the rounding of chord^2
         assert _pairs(fast(lo, mode="all")) <= _pairs(slow(radius))
-    assert _pairs(slow(radius)) <= _pairs(fast(hi, mode="all"))
+    if wide:
+        assert _pairs(slow(radius)) <= _pairs(fast(hi, mode="all"))
     assert np.all(np.diff(got.idx1) >= 0) and np.all(got.sep_arcsec <= hi + EPS_ARCSEC)
     if mode == "nearest":
         near = fast(radius, k=k)
@@ -519,4 +525,10 @@ def test_xmatch_degenerate(c1, c2, radius, mode_k, motion, threads):
             with pytest.raises(ValueError, match=r"(ra|dec)[12]\[\d+\] = .* is not a finite"):
                 match(ra1, dec1, ra2, dec2, radius, threads=threads, **kw)
             return
-        _check_against_reference(ra1, dec1, ra2, dec2, radius, mode, k, threads, kw)
+        try:
+            _check_against_reference(ra1, dec1, ra2, dec2, radius, mode, k, threads, kw)
+        except AssertionError as e:  # numpy's repr of the arrays rounds: give them exactly
+            e.add_note("exactly: " + repr({n: [float(x) for x in a] for n, a in
+                                          (("ra1", ra1), ("dec1", dec1), ("ra2", ra2),
+                                           ("dec2", dec2))}) + f" radius={radius!r}")
+            raise
