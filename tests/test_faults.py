@@ -351,3 +351,96 @@ def test_corrupt_model_folder_names_the_file(setup, tmp_path, capsys, damage):
     err = capsys.readouterr().err
     assert str(folder) in err and "Traceback" not in err
     assert not parts_dir(out).exists() and not out.exists() and not lock_path(out).exists()
+
+
+# ---- 2. a Dask worker killed mid-partition, the scheduler lost mid-run ------------------
+
+def _kill_once_plugin(marker):
+    """Worker plugin: the first worker to reach the second unit of partition 1 (b.h5)
+    after its first unit is committed kills its own process (SIGKILL), once (a marker file).
+    Defined here so that cloudpickle sends the class by value to the spawned workers."""
+    from distributed import WorkerPlugin
+
+    class KillOnce(WorkerPlugin):
+        name = "lamfast-kill-once"
+
+        def setup(self, worker):
+            import importlib
+            import os
+            import signal
+            import time
+            from pathlib import Path
+
+            from lamfast.label import part_done, part_path
+
+            run = importlib.import_module("lamfast.label.run")
+            real, parts = run._load_unit, Path(marker).parent / "out.parquet.parts"
+
+            def load(plan, i, predictor, threads):
+                first = next(j for j, u in enumerate(plan.units) if u.file == 1)
+                if i == first + 1 and os.path.exists(marker):
+                    while not part_done(part_path(parts, first)):
+                        time.sleep(0.01)
+                    os.unlink(marker)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(plan, i, predictor, threads)
+
+            run._load_unit = load
+
+    return KillOnce()
+
+
+def _dask_inputs(setup):
+    return dict(model=setup.model, chunk_rows=60, device="cpu", progress=False)
+
+
+def test_dask_worker_killed_mid_partition(setup, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is the optional [dask] extra")
+    from lamfast.distributed import label_distributed
+
+    out, marker = tmp_path / "out.parquet", tmp_path / "kill-once"
+    marker.touch()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  env={"OMP_NUM_THREADS": "1"}) as cluster, distributed.Client(cluster) as client:
+        client.register_plugin(_kill_once_plugin(str(marker)))
+        pids = set(client.run(os.getpid).values())
+        summary = label_distributed(setup.paths, output=out, client=client, **_dask_inputs(setup))
+        after = set(client.run(os.getpid).values())
+    assert not marker.exists() and pids - after, "no worker was killed"
+    # Partition 1 (a.parquet: units 0-2, b.h5: 3-5) lost its worker after unit 3 was committed:
+    # the rerun of the partition skipped what was committed and did the rest.
+    assert summary.units_skipped >= 1 and summary.units_done + summary.units_skipped == N_UNITS
+    assert summary.output_rows == N_ROWS and not parts_dir(out).exists()
+    assert_identical(out, setup.refs[".parquet"])
+
+
+def test_dask_scheduler_lost_mid_run_then_resume(setup, tmp_path):
+    """The driver, its scheduler and its workers are killed (SIGKILL to the process group)
+    mid-run; a rerun with resume on a fresh cluster keeps the committed parts and gives the
+    uninterrupted output."""
+    pytest.importorskip("distributed", reason="dask.distributed is the optional [dask] extra")
+    from lamfast.distributed import label_distributed
+
+    out = tmp_path / "out.parquet"
+    kw = same_lamfast(tmp_path)
+    kw["env"].update(LAMFAST_LABEL_UNIT_SLEEP="1.0", OMP_NUM_THREADS="1")
+    job = subprocess.Popen([sys.executable, "-m", "lamfast.cli", *cli_args(setup, out, "--workers", "2")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kw)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(parts_dir(out).glob("unit-*.npz.sha256")):
+            assert job.poll() is None, job.stderr.read().decode()
+            assert time.monotonic() < deadline, "no part within 90 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)             # scheduler, nannies and workers with it
+        job.wait()
+        job.stderr.close()
+    time.sleep(0.5)                                    # let the killed processes' last renames land
+    done = committed_parts(out)
+    assert 1 <= len(done) < N_UNITS and not out.exists()
+    summary = label_distributed(setup.paths, output=out, workers=2, processes=False, resume=True,
+                                **_dask_inputs(setup))
+    assert summary.units_done + summary.units_skipped == N_UNITS and summary.units_skipped >= len(done) - 1
+    assert_identical(out, setup.refs[".parquet"])
+    assert not lock_path(out).exists()                 # the killed job's lock did not outlive it
