@@ -1,5 +1,9 @@
 """Shared plumbing of the benchmark scripts: timing, the device/version stamp, and
-writing one result table as CSV + markdown under benchmarks/results/<device>/."""
+writing one result table as CSV + markdown under benchmarks/results/<device>/.
+
+<device> names the hardware, so tables from different machines never overwrite or pass
+for each other: the GPU model (``nvidia-h100-80gb-hbm3``), or the CPU model and the cores
+the run could use (``cpu-amd-epyc-2cores``, ``cpu-intel-r-xeon-r-platinum-8480-56cores``)."""
 
 from __future__ import annotations
 
@@ -21,14 +25,37 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STOCK_GPU_BATCH = 8192
 
 
-def cpu_name() -> str:
+# CPU features that pick the bf16 kernel paths (AMX tiles, AVX-512 BF16, AVX2 only).
+BF16_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first ``key`` entry of /proc/cpuinfo, or None where there is none (not Linux)."""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (/proc/cpuinfo "model name")."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_isa() -> str:
+    """Which of :data:`BF16_FLAGS` this CPU has, space-separated ("" where unknown)."""
+    flags = set((_cpuinfo("flags") or "").split())
+    return " ".join(f for f in BF16_FLAGS if f in flags)
+
+
+def slug(text: str) -> str:
+    """Lower-case letters and digits, runs of anything else as one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def usable_cores() -> int:
@@ -49,10 +76,11 @@ def device_name(device: str = "cpu") -> str:
 
 
 def device_slug(device: str = "cpu") -> str:
-    """Folder name for results: e.g. 'cpu-2cores' or 'nvidia-h100-80gb-hbm3'."""
+    """Folder name for results: the GPU model ('nvidia-h100-80gb-hbm3') or
+    'cpu-<CPU model>-<usable cores>cores' ('cpu-amd-epyc-2cores')."""
     if str(device).startswith("cuda"):
-        return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
-    return f"cpu-{usable_cores()}cores"
+        return slug(device_name(device))
+    return f"cpu-{slug(cpu_name())}-{usable_cores()}cores"
 
 
 def git_commit() -> str:
@@ -75,9 +103,12 @@ def stamp(device: str = "cpu") -> dict:
     """Where and with what a result was measured."""
     import numpy
 
-    info = {"device": device_name(device), "python": platform.python_version(),
-            "numpy": numpy.__version__, "commit": git_commit(),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    info = {"device": device_name(device)}
+    if not str(device).startswith("cuda"):  # the bf16 paths a CPU result ran on
+        info["cpu_isa"] = cpu_isa() or "unknown"
+    info.update({"python": platform.python_version(), "numpy": numpy.__version__,
+                 "commit": git_commit(),
+                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
     for mod in ("torch", "triton", "lamfast"):
         try:
             info[mod] = __import__(mod).__version__

@@ -72,6 +72,26 @@ def test_write_table_without_rows_keeps_the_stamp(results):
     assert "device:" in md.read_text()
 
 
+def test_cpu_results_are_filed_under_the_cpu_model_and_cores(results, monkeypatch):
+    """Tables from different CPUs land in different folders, stamped with the CPU's bf16 paths."""
+    cpuinfo = {"model name": "Intel(R) Xeon(R) Platinum 8480+",
+               "flags": "fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16"}
+    monkeypatch.setattr(common, "_cpuinfo", cpuinfo.get)
+    monkeypatch.setattr(common, "usable_cores", lambda: 56)
+    assert common.device_slug("cpu") == "cpu-intel-r-xeon-r-platinum-8480-56cores"
+    md = common.write_table("thing", [{"x": 1.0}])
+    assert md.parent == results.parent / "cpu-intel-r-xeon-r-platinum-8480-56cores"
+    stamp, _ = read_csv(md.with_suffix(".csv"))
+    assert stamp["device"] == "Intel(R) Xeon(R) Platinum 8480+ (56 cores)"
+    assert stamp["cpu_isa"] == "avx2 avx512f avx512_bf16 amx_bf16"
+    cpuinfo.update({"model name": "AMD EPYC 7B13", "flags": "fpu avx2"})
+    assert common.device_slug("cpu") == "cpu-amd-epyc-7b13-56cores"
+    assert common.stamp("cpu")["cpu_isa"] == "avx2"
+    cpuinfo.clear()  # no /proc/cpuinfo: the platform's name, the ISA unknown
+    monkeypatch.setattr(common.platform, "processor", lambda: "arm")
+    assert common.device_slug("cpu") == "cpu-arm-56cores" and common.stamp("cpu")["cpu_isa"] == "unknown"
+
+
 def test_every_benchmark_imports_as_a_package_module():
     names = runner.available()
     assert {"io", "xmatch", "xp", "attention", "tokenizer"} <= set(names)
