@@ -277,7 +277,7 @@ def test_corrupt_part_is_refused_by_merge_and_redone_by_resume(setup, tmp_path, 
 
 
 def test_part_without_checksum_is_not_done(setup, tmp_path):
-    """A part whose checksum never got written (killed between the two renames) is redone."""
+    """A part whose checksum is lost (deleted, or a part left by an older lamfast) is redone."""
     out = tmp_path / "out.parquet"
     run(setup.paths, out, setup.model, shard=(0, 1))
     checksum_path(part_path(parts_dir(out), 3)).unlink()
@@ -287,6 +287,23 @@ def test_part_without_checksum_is_not_done(setup, tmp_path):
         summary = run(setup.paths, out, setup.model, resume=True)
     assert summary.units_done == 1
     assert_identical(out, setup.refs[".parquet"])
+
+
+def test_commit_is_one_rename_for_a_concurrent_observer(tmp_path, monkeypatch):
+    """Whoever checks a part while it is being committed (a resumed shard, a retried Dask
+    task: part_done removes a part it finds bad) sees it missing or done, never
+    half-committed; so it never removes a part that is being committed."""
+    part, seen = tmp_path / "unit-000000.npz", []
+    real = parts_module.file_sha256
+
+    def observed_sha256(path):
+        seen.append(parts_module.part_done(part))   # mid-commit: the part file is finished
+        return real(path)
+
+    monkeypatch.setattr(parts_module, "file_sha256", observed_sha256)
+    parts_module.commit_part(part, lambda f: f.write(b"rows" * 1000))
+    monkeypatch.undo()
+    assert seen == [False] and parts_module.part_done(part)
 
 
 # ---- 5. a corrupt model folder ----------------------------------------------------------
@@ -371,7 +388,7 @@ def _kill_once_plugin(marker):
             import time
             from pathlib import Path
 
-            from lamfast.label import part_done, part_path
+            from lamfast.label import part_path, part_problem
 
             run = importlib.import_module("lamfast.label.run")
             real, parts = run._load_unit, Path(marker).parent / "out.parquet.parts"
@@ -379,7 +396,11 @@ def _kill_once_plugin(marker):
             def load(plan, i, predictor, threads):
                 first = next(j for j, u in enumerate(plan.units) if u.file == 1)
                 if i == first + 1 and os.path.exists(marker):
-                    while not part_done(part_path(parts, first)):
+                    deadline = time.monotonic() + 120
+                    # part_problem only looks (part_done would remove a part it finds bad)
+                    while part_problem(part_path(parts, first)) is not None:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"unit {first} was not committed within 120 s")
                         time.sleep(0.01)
                     os.unlink(marker)
                     os.kill(os.getpid(), signal.SIGKILL)

@@ -1,11 +1,13 @@
 """Committing part files with a checksum, and checking them before they are trusted.
 
-A unit's part ``OUT.parts/unit-NNNNNN.npz`` is written atomically (temporary file, fsync,
-rename); then its sha256 and size go to the sidecar ``unit-NNNNNN.npz.sha256``, also
-atomically. A part counts as *done* only when its sidecar exists and the file still has
-that size and sha256, so a part truncated or changed on disk (a bit flip, a partial copy,
-a job of an older lamfast killed between the two writes) is computed again by ``resume``
-and refused by ``merge``, never merged.
+A unit's part ``OUT.parts/unit-NNNNNN.npz`` is written to a temporary file; its sha256 and
+size go to the sidecar ``unit-NNNNNN.npz.sha256`` (atomically); then the fsync'ed
+temporary file is renamed onto the part. That rename is the commit: anyone looking at the
+folder meanwhile (a resumed shard, a retried Dask task) sees the part missing or done,
+never half-committed. A part counts as *done* only when its sidecar exists and the file
+still has that size and sha256, so a part truncated or changed on disk (a bit flip, a
+partial copy, a job killed mid-commit) is computed again by ``resume`` and refused by
+``merge``, never merged.
 """
 
 from __future__ import annotations
@@ -36,18 +38,20 @@ def file_sha256(path: Path) -> str:
 
 
 def commit_part(part: Path, write) -> None:
-    """Write ``part`` atomically with ``write(file object)``, then record its checksum.
+    """Write ``part`` with ``write(file object)`` and commit it with its checksum (the
+    sidecar first, then the rename of the finished file: see the module docstring).
 
     A failure (a full disk included) leaves neither a partial part nor a sidecar: OSError
     naming the part and saying how to go on."""
-    checksum_path(part).unlink(missing_ok=True)   # an old sidecar never vouches for a new part
+    remove_part(part)                              # an old part or sidecar never vouches for the new one
     try:
-        with atomic_path(part) as tmp, open(tmp, "wb") as f:
-            write(f)
-        record = {"sha256": file_sha256(part), "size": part.stat().st_size}
-        atomic_write_bytes(checksum_path(part), json.dumps(record).encode())
+        with atomic_path(part) as tmp:
+            with open(tmp, "wb") as f:
+                write(f)
+            record = {"sha256": file_sha256(tmp), "size": tmp.stat().st_size}
+            atomic_write_bytes(checksum_path(part), json.dumps(record).encode())
     except OSError as e:
-        part.unlink(missing_ok=True)               # no checksum: the part is not done
+        remove_part(part)                          # nothing half-committed is left
         raise write_error(part, e, "rerun with --resume (resume=True) to compute the rest; the "
                                    "finished parts are kept") from e
 
