@@ -99,7 +99,7 @@ def summarize(names, out, folders, device, quick) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "SUMMARY.md").write_text("\n".join(head) + "\n" + "\n".join(sections))
     print(f"summary: {out / 'SUMMARY.md'}" + (f" (missing: {', '.join(missing)})" if missing else ""))
-    return 1 if missing else 0
+    return 0  # a missing table is its own benchmark's failure, already reported
 
 
 if __name__ == "__main__":

@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     gpu = device.type == "cuda"
     names = args.dtypes or ([args.dtype] if args.dtype else
-                            (["bfloat16", "float16"] if gpu or args.dry else ["float32"]))
+                            (["bfloat16", "float16"] if gpu else
+                             ["float16", "bfloat16"] if args.dry else ["float32"]))  # dry: interpreted fp16 first
     dtypes = [getattr(torch, d) for d in names]
     stars = args.stars or ([64] if args.quick else [2] if args.dry else
                            [100_000, 1_000_000] if gpu else [100_000])
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {device_name(str(device))} | torch {torch.__version__} | {', '.join(names)}"
           + (" | dry run" if args.dry else ""), flush=True)
 
-    rows = []
+    rows, last_case_s = [], 0.0
     # Most wanted first: every size in the first dtype, then the next dtype.
     plan = [(dtype, n, w, hd) for dtype in dtypes for n in stars for w in args.workloads for hd in args.heads]
     for dtype, n, workload, (heads, dim) in plan:
@@ -384,10 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         k_text = "" if k_range is None else f"x{k_range[0]}-{k_range[1]}"
         meta = dict(stars=n, workload=workload, lengths=f"{q_range[0]}-{q_range[1]}{k_text}", heads=heads,
                     head_dim=dim, dtype=str(dtype).replace("torch.", ""))
-        if args.budget is not None and time.perf_counter() - t_start > args.budget:
+        # stop where the next case would likely overrun (it takes about as long as the last)
+        if args.budget is not None and time.perf_counter() - t_start + last_case_s > args.budget:
             for mode in args.modes:
                 rows.append({**meta, "mode": mode, "candidate": "all", "status": "skipped: time budget"})
             continue
+        case_start = time.perf_counter()
         try:
             case = Case(n, q_range, k_range, heads, dim, dtype, device)
             expected = case.attend(varlen_attention_reference, CHECK_SETS)
@@ -408,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += case_rows
             save(rows, device, args, final=False)
         del case, expected
+        last_case_s = time.perf_counter() - case_start
         if gpu:
             torch.cuda.empty_cache()
     save(rows, device, args, final=True)

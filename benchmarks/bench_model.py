@@ -166,12 +166,14 @@ def main(argv=None) -> list[dict]:
     stars = args.stars or ([16] if args.dry else [256] if args.quick or device.type == "cpu" else [8192, 65536])
     repeats = args.repeats if args.repeats is not None else (0 if args.dry else 3 if args.quick else 15)
     backend = None if args.compile_backend == "none" else args.compile_backend
-    rows = []
+    rows, last_block_s = [], 0.0
     for preset in args.presets:
         for n in stars:
-            if args.budget is not None and time.perf_counter() - t_start > args.budget:
+            # stop where the next block would likely overrun (about as long as the last)
+            if args.budget is not None and time.perf_counter() - t_start + last_block_s > args.budget:
                 rows.append({"preset": preset, "candidate": "all", "stars": n, "status": "skipped: time budget"})
                 continue
+            block_start = time.perf_counter()
             try:
                 block = bench_preset(preset, n, repeats, device, backend, args.precisions)
             except Exception as e:  # e.g. out of memory at this batch: the other blocks still run
@@ -180,6 +182,7 @@ def main(argv=None) -> list[dict]:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             rows += block
+            last_block_s = time.perf_counter() - block_start
             for row in block:
                 print(row, flush=True)
             save(rows, device, args, repeats, final=False)

@@ -146,12 +146,14 @@ def main(argv=None) -> list[dict]:
     batches = args.batch_size or ([16] if args.dry else [128] if args.quick else
                                   [512] if device.type == "cpu" else [1024, 4096])
     repeats = args.repeats or (2 if args.dry else 3 if args.quick else 9)
-    rows = []
+    rows, last_block_s = [], 0.0
     for preset in args.presets:
         for batch in batches:
-            if args.budget is not None and time.perf_counter() - t_start > args.budget:
+            # stop where the next block would likely overrun (about as long as the last)
+            if args.budget is not None and time.perf_counter() - t_start + last_block_s > args.budget:
                 rows.append({"preset": preset, "candidate": "all", "batch": batch, "status": "skipped: time budget"})
                 continue
+            block_start = time.perf_counter()
             try:
                 block = [{**r, "status": "ok"} for r in bench_preset(
                     preset, n_stars=batch * min(repeats, 4), batch_size=batch, repeats=repeats, device=device)]
@@ -161,6 +163,7 @@ def main(argv=None) -> list[dict]:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             rows += block
+            last_block_s = time.perf_counter() - block_start
             print(*block, sep="\n", flush=True)
             save(rows, device, args, repeats, final=False)
     save(rows, device, args, repeats, final=True)

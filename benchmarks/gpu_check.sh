@@ -11,7 +11,7 @@
 #
 # Phases and budgets (s), from one H100 (2026-11: install 15 s, tests 65 s with 8 workers):
 #   env 10 | install 45 | tests 90 | attention 105 | model 65 | label 95 | train 40 |
-#   [tune 30, TUNE=1, only with time left] | summary 10 | pack 5        = 465 s < 8 min
+#   [extra 30, EXTRA=cmd, only with time left] | summary 10 | pack 5   = 465 s < 8 min
 #   attention  1e5 and 1e6 sets; encoder sets of 1-64, decoder 1-6 queries x 1-64 keys;
 #              heads 16x8 8x16 4x32; bf16 then fp16; fwd and fwd+bwd; lamfast-triton vs
 #              SDPA (math, efficient, cudnn), nested SDPA, FlexAttention
@@ -33,8 +33,8 @@
 # INSTALL=0, GPU_TESTS=0, BENCH=0 skip phases; PHASES="attention label" runs just those
 # benchmark phases; BUDGET_<phase>=S overrides a phase's budget, TOTAL_BUDGET the overall
 # deadline (470 s); FAIL_PHASE=<phase> makes that phase fail on purpose (tests of this
-# script); TEST_WORKERS sets pytest-xdist's process count (if installed); TUNE=1 adds the
-# Triton tile sweep when time is left; WHEELS=DIR first installs the wheels in DIR into a
+# script); TEST_WORKERS sets pytest-xdist's process count (if installed); EXTRA="cmd" runs
+# one more phase (e.g. a tuning sweep) when time is left; WHEELS=DIR first installs the wheels in DIR into a
 # private folder (a GPU image without astropy, say: the tests of LAM.predict and the readers
 # need it). Wheels for a missing astropy, fetched where pip works: pip download --no-deps
 # --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d DIR astropy
@@ -180,9 +180,8 @@ if [[ "${BENCH:-1}" == 1 ]]; then
     # label has no --budget: its parts are few and long; its rows are saved as they come
     wanted label && phase label 95 "$OUT/bench.log" "${BENCH_PY[@]}" benchmarks.bench_label "${A_LABEL[@]}"
     wanted train && phase train 40 "$OUT/bench.log" $(bench train "${A_TRAIN[@]}")
-    if [[ "${TUNE:-0}" == 1 ]]; then
-        phase tune 30 "$OUT/bench.log" $(bench attention --tune $([[ "$DRY" == 1 ]] && echo --dry))
-    fi
+    # Optional extra work with the time left (a Triton tile sweep, say): EXTRA="cmd args"
+    if [[ -n "${EXTRA:-}" ]]; then TOTAL_BUDGET=$((TOTAL_BUDGET - 15)) phase extra 30 "$OUT/bench.log" $EXTRA; fi
     phase summary 10 "$OUT/bench.log" "${BENCH_PY[@]}" benchmarks --summarize --device "$DEVICE" \
         --only attention model label train
     grep -E "^phase|Traceback|Error" "$OUT/bench.log" | tail -20
