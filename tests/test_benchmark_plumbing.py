@@ -201,3 +201,32 @@ def test_accuracy_reports_the_test_split_alike_in_its_table_and_by_split(tmp_pat
         assert out["by_split"]["test"][k] == test_row[f"{k}_scatter"] > 0
         assert np.isfinite(out["by_split"]["train"][k])
     assert "scatter by split" in (tmp_path / "results" / "accuracy.md").read_text()
+
+
+def test_precision_gate_benchmark_tables_every_precision_with_its_speed(results, tmp_path):
+    from benchmarks.precision_gate import main
+    from lamfast import LAM, LAMConfig
+    from lamfast.data.synthetic import make_synthetic
+    from lamfast.io.paper_hdf5 import write_paper_hdf5
+    from lamfast.reference_stats import paper_normalizer
+    from lamfast.vocab import HEADLINE_INPUTS
+
+    cat = make_synthetic(90, seed=3).catalog
+    cat.extra["split"] = (np.arange(90) % 3).astype(np.int8)
+    complete = np.isfinite(cat.select(list(HEADLINE_INPUTS)).values).all(axis=1)
+    n_test = int(np.count_nonzero(complete & (cat.extra["split"] == 2)))    # of 30 test stars
+    write_paper_hdf5(tmp_path / "data.h5", cat)
+    LAM(LAMConfig(width=16, encoder_heads=(2,), encoder_ffn=(16,), decoder_heads=(2,), decoder_ffn=(16,),
+                  head_mlp=(16,)), normalizer=paper_normalizer()).save(tmp_path / "model")
+    assert main(["--data", str(tmp_path / "data.h5"), "--model", str(tmp_path / "model"),
+                 "--device", "cpu", "--threads", "1", "--repeats", "1"]) == 0
+    stamp, body = read_csv(results / "precision_gate.csv")
+    assert (stamp["stars"], stamp["data"], stamp["model"]) == (str(n_test), "data.h5", "model")
+    assert [(r["precision"], r["label"]) for r in body] == [
+        (p, k) for p in ("fp32", "bf16") for k in ("teff", "logg", "m_h")]
+    for r in body:
+        assert r["gate"] in ("pass", "FAIL") and float(r["stars_per_s"]) > 0
+        fast_enough = r["precision"] == "fp32" or float(r["speedup"]) > 1
+        passed = all(b["gate"] == "pass" for b in body if b["precision"] == r["precision"])
+        assert r["may_be_default"] == ("yes" if passed and fast_enough else "no")
+    assert str(tmp_path) not in (results / "precision_gate.md").read_text()
