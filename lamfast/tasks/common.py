@@ -31,10 +31,10 @@ def predict_arrays(model, values: np.ndarray, columns: Sequence[str], request: S
 
     ``model`` is a :class:`lamfast.LAM` (predicting through :func:`lamfast.predict`) or a
     stand-in with a ``predict(values, columns, request, **kwargs)`` method returning the
-    same columns (the tasks' tests use stand-ins of exactly known predictions)."""
+    same columns (the tasks' tests use stand-ins of exactly known predictions). Values go
+    to ``predict`` as given: it standardises them in float64."""
     from ..infer import predict
 
-    values = np.ascontiguousarray(values, dtype=np.float32)
     args = (values, list(columns), list(request))
     kwargs = dict(device=device, batch_size=batch_size)
     table = model.predict(*args, **kwargs) if hasattr(model, "predict") else predict(model, *args, **kwargs)
@@ -44,7 +44,7 @@ def predict_arrays(model, values: np.ndarray, columns: Sequence[str], request: S
 
 
 def inputs_from(n: int, given: Mapping[str, object]) -> tuple[np.ndarray, list[str]]:
-    """Broadcast named inputs (scalars or [N] arrays; None = not given) to a float32 [N, V] block."""
+    """Broadcast named inputs (scalars or [N] arrays; None = not given) to a float64 [N, V] block."""
     columns, blocks = [], []
     for name, v in given.items():
         if v is None:
@@ -56,7 +56,7 @@ def inputs_from(n: int, given: Mapping[str, object]) -> tuple[np.ndarray, list[s
         blocks.append(np.broadcast_to(a, (n,)))
     if not columns:
         raise ValueError("give at least one input quantity")
-    return np.stack(blocks, axis=1).astype(np.float32), columns
+    return np.stack(blocks, axis=1), columns
 
 
 def common_length(**arrays) -> int:
