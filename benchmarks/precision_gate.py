@@ -93,13 +93,13 @@ def main(argv=None) -> int:
     rows = []
     for precision, (low, low_error, seconds) in runs.items():
         gate = precision_gate(truth, fp32, fp32_error, low, low_error)
-        faster = seconds < fp32_s
+        default_ok = gate.passed and (seconds < fp32_s or precision == "fp32")
         for r in gate.rows():
             rows.append({"precision": precision, "path": kernel_path(device, precision),
                          **{k: v for k, v in r.items() if k != "passed"},
                          "gate": "pass" if r["passed"] else "FAIL",
                          "stars_per_s": len(stars) / seconds, "speedup": fp32_s / seconds,
-                         "may_be_default": "yes" if gate.passed and (faster or precision == "fp32") else "no"})
+                         "may_be_default": "yes" if default_ok else "no"})
         print(f"{precision}: {len(stars) / seconds:,.0f} stars/s, gate "
               f"{'passed' if gate.passed else 'failed: ' + '; '.join(gate.failures())}")
     # names, not paths: results never carry a path of the machine they were made on
