@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -104,7 +105,7 @@ class Seeds(dict):
         return f"<seed files {sorted(self)}>"
 
 
-CRASH_DIR = Path(os.environ.get("LAMFAST_FUZZ_CRASHES", "/tmp/lamfast-fuzz-failures"))
+CRASH_DIR = Path(os.environ.get("LAMFAST_FUZZ_CRASHES", Path(tempfile.gettempdir()) / "lamfast-fuzz-failures"))
 
 
 def _keep(path: Path) -> Path:
