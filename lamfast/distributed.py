@@ -32,6 +32,7 @@ from .label import (LabelPlan, LabelSummary, check_overwrite, check_writer, fini
 
 _MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
 _MODELS_LOCK = threading.Lock()
+_JOIN: dict = {}                   # "key", "join": the photometry join of this worker (one at a time)
 
 
 def label_distributed(inputs, *, model: str | os.PathLike = "default",
@@ -41,7 +42,8 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
                       chunk_rows: int = 65536,
                       scheduler: str | None = None, workers: int | None = None, processes: bool = True,
                       threads_per_worker: int = 1, gpus_per_worker: int = 0, retries: int = 2,
-                      threads: int | None = None, progress: bool = True, client=None) -> LabelSummary:
+                      threads: int | None = None, progress: bool = True, client=None,
+                      photometry=None) -> LabelSummary:
     """:func:`lamfast.label` on a Dask cluster, one task per input file.
 
     Parameters (beyond those of :func:`lamfast.label`)
@@ -53,6 +55,8 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
     gpus_per_worker : > 0: workers advertise ``GPU=gpus_per_worker`` (LocalCluster) and each
         task asks for ``GPU=1``.
     retries : times Dask reruns a failed partition before giving up.
+    photometry : as :func:`lamfast.label`; every worker loads the photometry once (cached
+        per worker process while the job's files are the same) and shares it among its tasks.
 
     Raises ModuleNotFoundError (what to install) if dask.distributed does not import.
 
@@ -79,18 +83,19 @@ def label_distributed(inputs, *, model: str | os.PathLike = "default",
                                   resume, overwrite, chunk_rows, t0, progress, retries,
                                   cluster=dict(scheduler=scheduler, workers=workers, client=client,
                                                processes=processes, threads_per_worker=threads_per_worker,
-                                               gpus_per_worker=gpus_per_worker), threads=threads)
+                                               gpus_per_worker=gpus_per_worker), threads=threads,
+                                  photometry=photometry)
 
 
 def _label_distributed(inputs, model, request, output: Path, columns, batch_size, device, precision, resume,
                        overwrite, chunk_rows, t0, progress, retries, *, cluster: dict,
-                       threads) -> LabelSummary:
+                       threads, photometry) -> LabelSummary:
     from .infer import load_model
 
     if not resume:
         check_overwrite(output, overwrite)
     lam = load_model(model)                        # on the driver: validation and the plan only
-    plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows)
+    plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows, photometry)
     del lam
     if resume:
         meta = finished_output(output, plan)
@@ -122,7 +127,8 @@ def _label_on_cluster(plan: LabelPlan, parts: Path, model, *, resume: bool, clus
     that ``cluster`` (the scheduler/workers/client arguments of :func:`label_distributed`) names."""
     from .resources import resolve_model
 
-    summary = LabelSummary(None, units_total=len(plan.units))
+    summary = LabelSummary(None, units_total=len(plan.units), photometry=list(plan.photometry),
+                           photometry_joined=[0] * len(plan.photometry))
     by_file: dict[int, list[int]] = {}
     for i, unit in enumerate(plan.units):
         if not resume:  # a fresh run: forget earlier results (tasks skip what exists)
@@ -162,9 +168,11 @@ def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, part
     plan = LabelPlan.from_dict(plan_dict)
     lam = _model(model_path, plan.model_sha256, device)
     predictor = Predictor(lam, plan.request, device=device, precision=precision, batch_size=batch_size)
-    s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads)
+    s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads,
+                  photometry=_photometry(plan))
     return {"rows": s.rows, "flagged": s.flagged, "units_done": s.units_done,
-            "units_skipped": s.units_skipped, "timings": s.timings}
+            "units_skipped": s.units_skipped, "timings": s.timings, "no_g": s.no_g,
+            "photometry_joined": s.photometry_joined}
 
 
 def _model(path: str, sha256: str, device: str):
@@ -176,6 +184,22 @@ def _model(path: str, sha256: str, device: str):
         if key not in _MODELS:
             _MODELS[key] = load_model(path, device=key[2])
         return _MODELS[key]
+
+
+def _photometry(plan: LabelPlan):
+    """The plan's photometry join of this worker, loaded once per process and kept while
+    the plan's photometry files (paths, sizes, mtimes) stay the same: tasks share it, and
+    a job with other files replaces it (one held at a time bounds the worker's memory)."""
+    if not plan.photometry:
+        return None
+    from .label import photometry_join
+
+    key = (tuple(plan.photometry), tuple(plan.photometry_sizes), tuple(plan.photometry_mtimes))
+    with _MODELS_LOCK:
+        if _JOIN.get("key") != key:
+            _JOIN.clear()                       # free the old one before loading the new
+            _JOIN.update(key=key, join=photometry_join(plan))
+        return _JOIN["join"]
 
 
 def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summary: LabelSummary, *,
@@ -205,8 +229,9 @@ def _run_tasks(client, plan, pending: dict, model_path: str, parts: Path, summar
                 continue
             finally:
                 bar.update(1)
-            for k in ("rows", "flagged", "units_done", "units_skipped"):
+            for k in ("rows", "flagged", "units_done", "units_skipped", "no_g"):
                 setattr(summary, k, getattr(summary, k) + stats[k])
+            summary.photometry_joined = [a + b for a, b in zip(summary.photometry_joined, stats["photometry_joined"])]
             for k, v in stats["timings"].items():
                 summary.timings[k] += v
     if failed:

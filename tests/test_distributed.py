@@ -55,7 +55,7 @@ def inject_failures(monkeypatch, flags):
     real = run_module._load_unit
     failures = []
 
-    def flaky(plan, i, predictor, threads):
+    def flaky(plan, i, predictor, threads, *rest):
         first = next(j for j, u in enumerate(plan.units) if u.file == 1)
         if i == first + 1:
             if flags["once"].exists():
@@ -65,7 +65,7 @@ def inject_failures(monkeypatch, flags):
             if flags["always"].exists():
                 failures.append(i)
                 raise RuntimeError("injected permanent failure")
-        return real(plan, i, predictor, threads)
+        return real(plan, i, predictor, threads, *rest)
 
     monkeypatch.setattr(run_module, "_load_unit", flaky)
     return failures

@@ -393,7 +393,7 @@ def _kill_once_plugin(marker):
             run = importlib.import_module("lamfast.label.run")
             real, parts = run._load_unit, Path(marker).parent / "out.parquet.parts"
 
-            def load(plan, i, predictor, threads):
+            def load(plan, i, predictor, threads, *rest):
                 first = next(j for j, u in enumerate(plan.units) if u.file == 1)
                 if i == first + 1 and os.path.exists(marker):
                     deadline = time.monotonic() + 120
@@ -404,7 +404,7 @@ def _kill_once_plugin(marker):
                         time.sleep(0.01)
                     os.unlink(marker)
                     os.kill(os.getpid(), signal.SIGKILL)
-                return real(plan, i, predictor, threads)
+                return real(plan, i, predictor, threads, *rest)
 
             run._load_unit = load
 

@@ -60,11 +60,11 @@ def spy_units(monkeypatch, fail_at=None):
     """Record the units read (and fail at unit ``fail_at``); returns the list of indices."""
     real, seen = run_module._load_unit, []
 
-    def load(plan, i, predictor, threads):
+    def load(plan, i, predictor, threads, *rest):
         seen.append(i)
         if i == fail_at:
             raise RuntimeError("injected failure")
-        return real(plan, i, predictor, threads)
+        return real(plan, i, predictor, threads, *rest)
 
     monkeypatch.setattr(run_module, "_load_unit", load)
     return seen
@@ -105,7 +105,8 @@ def changed(plan: LabelPlan) -> dict:
     return {"inputs": plan.inputs[:1], "formats": ["csv", *plan.formats[1:]],
             "sizes": [plan.sizes[0] + 1, *plan.sizes[1:]], "mtimes": [plan.mtimes[0] + 1, *plan.mtimes[1:]], "units": plan.units[:-1], "request": ["teff"],
             "columns": ["bprp"], "model": "other", "model_sha256": "0" * 64, "precision": "bf16",
-            "max_tokens": plan.max_tokens + 1, "chunk_rows": plan.chunk_rows + 1}
+            "max_tokens": plan.max_tokens + 1, "chunk_rows": plan.chunk_rows + 1,
+            "photometry": ["phot.fits"], "photometry_sizes": [1], "photometry_mtimes": [1]}
 
 
 def test_every_plan_field_is_compared(setup, tmp_path):
@@ -120,7 +121,8 @@ def test_every_plan_field_is_compared(setup, tmp_path):
     parts.mkdir()
     ensure_plan(parts, plan)
     (parts / "unit-000000.npz").write_bytes(b"a finished part")
-    phrase = {"formats": "format of ", "sizes": "size of ", "mtimes": "mtime of ", "units": "work units: "}
+    phrase = {"formats": "format of ", "sizes": "size of ", "mtimes": "mtime of ", "units": "work units: ",
+              "photometry": "photometry files: "}
     for name, value in changes.items():
         other = dataclasses.replace(plan, **{name: value})
         assert other.differences(plan)[0].startswith(phrase.get(name, f"{name}: ")), name

@@ -25,6 +25,11 @@ def add_parser(sub) -> None:
                             "OUT.parts/)")
     where.add_argument("--merge", metavar="OUT",
                        help="instead of labelling: merge the finished shards of OUT (no INPUT)")
+    p.add_argument("--photometry", nargs="+", default=None, metavar="FILE",
+                   help="Gaia photometry keyed by source_id to join to Gaia XP_CONTINUOUS inputs (files or "
+                        "quoted globs; CSV/ECSV/FITS/VOTable, gzipped or not, or Parquet): phot_g_mean_mag "
+                        "(needed for gnorm), bp_rp or phot_bp/rp_mean_mag, 2MASS j_m/h_m/ks_m, parallax "
+                        "(default: none; the XP files must then carry phot_g_mean_mag)")
     p.add_argument("--model", default="default",
                    help="'default' or a model folder written by training (default: the shipped model)")
     p.add_argument("--request", nargs="+", default=["teff", "logg", "m_h"], metavar="TOKEN",
@@ -84,7 +89,7 @@ def _label(args):
     common = dict(model=args.model, request=args.request, output=args.output, columns=args.columns,
                   batch_size=args.batch_size, device=args.device, precision=args.precision,
                   resume=args.resume, overwrite=args.overwrite, chunk_rows=args.chunk_rows,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, photometry=args.photometry)
     if args.scheduler or args.workers:
         if args.shard:
             raise ValueError("--shard is for independent jobs; with Dask the cluster shares the work")

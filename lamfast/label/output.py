@@ -7,7 +7,8 @@ units, :func:`lamfast.units.unit_of`), ``no_input`` bool (the star has no usable
 token: its predictions are NaN; it is never dropped). Metadata (JSON; Parquet schema key /
 HDF5 file attribute ``lamfast_label``): model name and sha256 of its weights, lamfast
 version, request, units, input columns, inputs, precision, devices used, the plan and its
-digest.
+digest, ``photometry`` (each photometry file and the stars joined from it; empty without)
+and ``no_g_rows`` (Gaia XP rows without G, whose coefficients count as missing).
 
 Both files are astropy tables: ``astropy.table.Table.read(OUT)`` gives the columns with
 their units and descriptions, and the metadata but the plan as ``meta["lamfast_label"]``.
@@ -78,13 +79,14 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
     parts = parts_dir(output)
     plan = read_plan(parts)
     check_coverage(plan, parts)
-    rows = flagged = 0
+    rows = flagged = no_g = 0
+    joined = np.zeros(len(plan.photometry), np.int64)
     devices: set[str] = set()
     for i in range(len(plan.units)):  # first pass: check every part (small arrays only)
-        n, f, device = _check_part(parts, i, plan)
-        rows, flagged = rows + n, flagged + f
+        n, f, device, g, j = _check_part(parts, i, plan)
+        rows, flagged, no_g, joined = rows + n, flagged + f, no_g + g, joined + j
         devices.add(device)
-    metadata = _output_metadata(plan, rows, flagged, sorted(devices))
+    metadata = _output_metadata(plan, rows, flagged, sorted(devices), no_g, joined)
     try:
         with atomic_path(output) as tmp:   # a failed write (a full disk) leaves no partial OUT
             writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
@@ -100,7 +102,7 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
     if not keep_parts:
         _remove_parts(parts, len(plan.units))
     summary = LabelSummary(output, units_total=len(plan.units), units_skipped=len(plan.units),
-                           output_rows=rows, output_flagged=flagged)
+                           output_rows=rows, output_flagged=flagged, output_no_g=no_g)
     summary.wall_s = summary.timings["merge"] = time.perf_counter() - t0
     return summary
 
@@ -216,18 +218,22 @@ def read_output_metadata(path: str | os.PathLike) -> dict | None:
 
 # ---- metadata, checking and removing parts ----------------------------------------------
 
-def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str]) -> dict:
+def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str], no_g: int,
+                     joined: np.ndarray) -> dict:
     """The metadata stored in the output file of ``plan`` (see the module doc)."""
+    photometry = [{"file": p, "stars_joined": int(n)} for p, n in zip(plan.photometry, joined)]
     return {"lamfast_version": __version__, "model": plan.model, "model_sha256": plan.model_sha256,
             "request": plan.request, "units": {n: unit_of(n) for n in plan.request},
             "input_columns": plan.columns if plan.columns is not None else "auto (every input token of the model)",
             "max_tokens": plan.max_tokens, "precision": plan.precision, "computed_with": devices,
             "inputs": plan.inputs, "rows": rows, "flagged_rows": flagged,
-            "flag_column": FLAG_COLUMN, "plan": plan.to_dict(), "plan_digest": plan.digest()}
+            "flag_column": FLAG_COLUMN, "plan": plan.to_dict(), "plan_digest": plan.digest(),
+            "photometry": photometry, "no_g_rows": no_g}
 
 
-def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
-    """(rows, flagged rows, device/precision) of unit i's part, after checking it is unit i."""
+def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, int, np.ndarray]:
+    """(rows, flagged rows, device/precision, rows without G, int64 [F] rows joined from each
+    photometry file) of unit i's part, after checking it is unit i."""
     path = part_path(parts, i)
     unit = plan.units[i]
     problem = part_problem(path)
@@ -237,6 +243,9 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
     try:
         with np.load(path) as z:
             ids, rows, no_input, device = z["unit"], z["input_row"], z["no_input"], str(z["computed_with"])
+            # parts of lamfast before photometry joins have neither
+            no_g = int(z["no_g"]) if "no_g" in z.files else 0
+            joined = z["photometry_joined"] if "photometry_joined" in z.files else np.zeros(0, np.int64)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: unreadable part ({e}); delete it and rerun with --resume") from None
     n = len(rows)
@@ -246,7 +255,9 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str]:
         raise ValueError(f"{path}: {n} rows, but {plan.describe(i)} has {unit.n_rows}")
     if not np.array_equal(rows, unit.start + np.arange(n)):
         raise ValueError(f"{path}: input rows are not {unit.start}..{unit.start + n - 1} in order")
-    return n, int(no_input.sum()), device
+    if len(joined) != len(plan.photometry):
+        raise ValueError(f"{path}: counts of {len(joined)} photometry files, the plan has {len(plan.photometry)}")
+    return n, int(no_input.sum()), device, no_g, joined
 
 
 def _remove_parts(parts: Path, n_units: int) -> None:

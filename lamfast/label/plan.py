@@ -8,8 +8,9 @@ grouped up to ``chunk_rows``). Other formats (Gaia archive XP files, APOGEE allS
 read whole: one unit per file.
 
 The plan (inputs with their sizes and modification times, units, model hash, request,
-...) is kept in ``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the
-same plan (:meth:`LabelPlan.differences` says what differs), and unit i's result is
+photometry files with their sizes and modification times, ...) is kept in
+``OUT.parts/plan.json``; every job writing into ``OUT.parts`` must have the same plan
+(:meth:`LabelPlan.differences` says what differs), and unit i's result is
 ``OUT.parts/unit-<i:06d>.npz`` (its checksum beside it, :mod:`.parts`). ``shard=(K, N)`` takes units K, K+N,
 K+2N, ... (0 <= K < N): N independent jobs (e.g. a SLURM array) cover the plan exactly once.
 """
@@ -23,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from .parts import write_error
 PLAN_FILE = "plan.json"
 PLAN_VERSION = 2
 _PER_FILE = ("formats", "sizes", "mtimes")   # fields with one entry per input
+_PER_PHOTOMETRY = ("photometry_sizes", "photometry_mtimes")   # one entry per photometry file
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class LabelPlan:
     precision: str                 # as asked ("auto", "fp32", "bf16")
     max_tokens: int
     chunk_rows: int
+    # Photometry files joined to the XP inputs by source_id (absolute paths), their sizes
+    # and mtimes; empty without photometry (plans of earlier lamfast versions read as such).
+    photometry: list[str] = field(default_factory=list)
+    photometry_sizes: list[int] = field(default_factory=list)
+    photometry_mtimes: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -88,16 +95,24 @@ class LabelPlan:
         """What differs from the plan ``earlier``, one phrase per field (empty: the same plan).
 
         Per-file fields (formats, sizes, mtimes) are compared file by file when both plans
-        have the same inputs; with other inputs, the inputs themselves are the difference.
+        have the same inputs; with other inputs, the inputs themselves are the difference
+        (the same for the photometry files).
         """
         out = []
         for f in dataclasses.fields(self):
             now, then = getattr(self, f.name), getattr(earlier, f.name)
-            if now == then or (f.name in _PER_FILE and self.inputs != earlier.inputs):
+            if (now == then or (f.name in _PER_FILE and self.inputs != earlier.inputs)
+                    or (f.name in _PER_PHOTOMETRY and self.photometry != earlier.photometry)):
                 continue
             if f.name in _PER_FILE:
                 out += [f"{f.name[:-1]} of {path}: {a} now, {b} before"
                         for path, a, b in zip(self.inputs, now, then) if a != b]
+            elif f.name in _PER_PHOTOMETRY and len(now) == len(then) == len(self.photometry):
+                what = f.name.removeprefix("photometry_")[:-1]
+                out += [f"{what} of photometry file {path}: {a} now, {b} before"
+                        for path, a, b in zip(self.photometry, now, then) if a != b]
+            elif f.name == "photometry":
+                out.append(f"photometry files: {now or 'none'} now, {then or 'none'} before")
             elif f.name == "units":
                 out.append(f"work units: {len(now)} now, {len(then)} before"
                            + (" (other row ranges)" if len(now) == len(then) else ""))
@@ -112,7 +127,7 @@ class LabelPlan:
 
 
 def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], columns: Sequence[str] | None,
-              precision: str, chunk_rows: int) -> LabelPlan:
+              precision: str, chunk_rows: int, photometry=None) -> LabelPlan:
     """The deterministic plan of a labelling job (inputs expanded, units enumerated).
 
     Parameters
@@ -122,6 +137,8 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     request, columns : as :func:`lamfast.label` takes them (checked against ``lam``).
     precision : as asked (``"auto"`` stays ``"auto"``: the plan does not depend on devices).
     chunk_rows : rows per work unit where the format can be read in parts.
+    photometry : None, or photometry files (or globs) to join to the Gaia XP inputs by
+        source_id (:mod:`lamfast.io.photometry_join`); ValueError if no input is an XP file.
     """
     from ..infer import check_request, model_hash
     from ..resources import DEFAULT_MODEL, resolve_model
@@ -133,15 +150,28 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     formats, units = plan_units(paths, int(chunk_rows))
     name = DEFAULT_MODEL if str(model) == DEFAULT_MODEL else resolve_model(model).name
     stats = [p.stat() for p in paths]
+    phot = expand_inputs(photometry, what="photometry file") if photometry is not None else []
+    if phot and "xp" not in formats:
+        raise ValueError("photometry files are joined to Gaia XP_CONTINUOUS inputs only, and no input "
+                         f"is one (formats: {sorted(set(formats))})")
+    if phot:
+        from ..io.photometry_join import check_photometry_file
+
+        for p in phot:   # headers only: every job (and the Dask driver) fails before computing
+            check_photometry_file(p)
+    phot_stats = [p.stat() for p in phot]
     return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[s.st_size for s in stats],
                      mtimes=[s.st_mtime_ns for s in stats], units=units, request=request,
                      columns=check_input_columns(lam, columns, request),
                      model=name, model_sha256=model_hash(model), precision=precision,
-                     max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows))
+                     max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows),
+                     photometry=[str(p) for p in phot], photometry_sizes=[s.st_size for s in phot_stats],
+                     photometry_mtimes=[s.st_mtime_ns for s in phot_stats])
 
 
-def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """Files and globs -> existing files, in order (a glob sorted), each once."""
+def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], what: str = "input file") -> list[Path]:
+    """Files and globs -> existing files, in order (a glob sorted), each once (``what``
+    names them in errors)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: dict[Path, None] = {}
@@ -156,10 +186,10 @@ def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> li
         for m in matches:
             path = Path(m)
             if not path.is_file():
-                raise FileNotFoundError(f"no such input file: {m}")
+                raise FileNotFoundError(f"no such {what}: {m}")
             files.setdefault(path.resolve(), None)
     if not files:
-        raise ValueError("no input file given")
+        raise ValueError(f"no {what} given")
     return list(files)
 
 

@@ -24,6 +24,15 @@ paper's HDF5 layout (C = 118) with the defaults (chunk_rows 65,536, prefetch 2) 
 about 4 x 65,536 x ~2.4 kB = 0.6 GB beyond the model. A file that can only be read whole
 is one unit, so its own size bounds memory instead.
 
+**Photometry** (``photometry=[FILE, ...]``, ``--photometry``): the Gaia archive's XP
+files hold no photometry, so G (for gnorm), BP-RP, the 2MASS magnitudes and the parallax
+are joined to the XP inputs by source_id from these files
+(:class:`lamfast.io.photometry_join.PhotometryJoin`: loaded once per job, or once per Dask
+worker, and shared by every unit; its memory is ~44 bytes per photometry star for
+gaia_source's columns, see that module). Stars a file lacks get its tokens missing, never
+dropped; a star without G keeps its colours but its XP coefficients cannot be gnormed and
+count as missing (counted in the summary and the output's ``no_g_rows``).
+
 Test hook: the environment variable ``LAMFAST_LABEL_UNIT_SLEEP`` (seconds) makes the job
 sleep after each unit it writes, so tests can kill it between units.
 """
@@ -51,7 +60,7 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
           output: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int | None = None,
           device: str = "auto", precision: str = "auto", shard=None, resume: bool = False,
           overwrite: bool = False, chunk_rows: int = 65536, prefetch: int = 2, threads: int | None = None,
-          progress: bool = True) -> LabelSummary:
+          progress: bool = True, photometry=None) -> LabelSummary:
     """Label catalogue files with a trained model, file to file (see :mod:`lamfast.label`).
 
     Parameters
@@ -81,11 +90,16 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     threads : tokenizer threads (default: 1 when the model runs on the CPU, which needs the
         cores, else :func:`lamfast.get_num_threads`).
     progress : show a tqdm bar with stars/s.
+    photometry : files (or globs) of Gaia photometry keyed by ``source_id`` (any table
+        lamfast reads), joined to the Gaia XP_CONTINUOUS inputs: ``phot_g_mean_mag`` (gnorm),
+        ``bp_rp`` or ``phot_bp_mean_mag``/``phot_rp_mean_mag``, 2MASS ``j_m``/``h_m``/``ks_m``,
+        ``parallax`` (see :mod:`lamfast.io.photometry_join`). Part of the plan: ``resume``
+        refuses a changed set.
 
     Returns
     -------
     LabelSummary: rows and flagged rows computed, units done/skipped, wall time,
-    throughput, per-stage seconds.
+    throughput, per-stage seconds, stars without G and stars joined from each photometry file.
 
     Raises :class:`lamfast.label.lock.OutputLockedError` if another job is writing
     ``output``, and OSError naming the file (finished parts kept) if a write fails, e.g.
@@ -97,27 +111,28 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     shard = parse_shard(shard)
     with output_lock(output, shared=shard is not None):   # one job per output (shards share it)
         return _label(inputs, model, request, output, columns, batch_size, device, precision, shard, resume,
-                      overwrite, chunk_rows, prefetch, threads, progress, t0)
+                      overwrite, chunk_rows, prefetch, threads, progress, photometry, t0)
 
 
 def _label(inputs, model, request, output: Path, columns, batch_size, device, precision, shard, resume,
-           overwrite, chunk_rows, prefetch, threads, progress, t0) -> LabelSummary:
+           overwrite, chunk_rows, prefetch, threads, progress, photometry, t0) -> LabelSummary:
     from ..infer import Predictor, load_model
 
     if not resume:
         check_overwrite(output, overwrite)
     lam = load_model(model)
     predictor = Predictor(lam, request, device=device, precision=precision, batch_size=batch_size)
-    plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows)
+    plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows, photometry)
     if resume:
         meta = finished_output(output, plan)
         if meta is not None:
             summary = LabelSummary.already_merged(output, len(plan.units), meta)
             summary.wall_s = time.perf_counter() - t0
             return summary
+    join = photometry_join(plan)   # bad photometry fails before OUT.parts is made
     with parts_folder(parts_dir(output), plan) as parts:
         summary = run_units(plan, shard_units(len(plan.units), shard), predictor, parts, resume=resume,
-                            progress=progress, prefetch_depth=prefetch, threads=threads)
+                            progress=progress, prefetch_depth=prefetch, threads=threads, photometry=join)
         if shard is None:
             summary.add_merge(merge(output, overwrite=overwrite))
     summary.wall_s = time.perf_counter() - t0
@@ -125,7 +140,8 @@ def _label(inputs, model, request, output: Path, columns, batch_size, device, pr
 
 
 def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *, resume: bool,
-              progress: bool = True, prefetch_depth: int = 2, threads: int | None = None) -> LabelSummary:
+              progress: bool = True, prefetch_depth: int = 2, threads: int | None = None,
+              photometry=None) -> LabelSummary:
     """Compute the units ``indices`` of ``plan`` into ``parts`` (skipping finished ones if
     ``resume``). The model runs on this thread; reading and tokenizing on a background one.
 
@@ -135,6 +151,8 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
     indices : units to compute, e.g. :func:`lamfast.label.shard_units` of a shard.
     predictor : :class:`lamfast.infer.Predictor` of the plan's model and request.
     parts : the parts folder (:func:`lamfast.label.parts_dir` of the output).
+    photometry : the plan's :func:`photometry_join` (loaded here if the plan has
+        photometry files and none is given; pass it to share one between calls).
 
     Returns
     -------
@@ -146,7 +164,10 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
         threads = 1  # the model needs the cores; tokenizing is ~1% of its cost, and
         #              oversubscribed OpenMP threads of torch slow down many-fold
     t_start = time.perf_counter()
-    summary = LabelSummary(None, units_total=len(plan.units))
+    if photometry is None:
+        photometry = photometry_join(plan)
+    summary = LabelSummary(None, units_total=len(plan.units), photometry=list(plan.photometry),
+                           photometry_joined=[0] * len(plan.photometry))
     pending = [i for i in indices if not (resume and part_done(part_path(parts, i)))]
     summary.units_skipped = len(indices) - len(pending)
     sizes = [plan.units[i].n_rows for i in pending]
@@ -154,13 +175,14 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
     sleep = float(os.environ.get(UNIT_SLEEP_ENV, "0") or 0)
     computed_with = f"{predictor.device.type}/{predictor.precision}"
     try:
-        for loaded in prefetch((_load_unit(plan, i, predictor, threads) for i in pending), prefetch_depth):
+        for loaded in prefetch((_load_unit(plan, i, predictor, threads, photometry) for i in pending),
+                               prefetch_depth):
             t0 = time.perf_counter()
             value, error = predictor.run(loaded.prepared)
             t1 = time.perf_counter()
             no_input = loaded.prepared.no_input
-            _write_part(part_path(parts, loaded.index), loaded.index, plan.units[loaded.index],
-                        loaded.source_id, loaded.input_row, value, error, no_input, computed_with)
+            _write_part(part_path(parts, loaded.index), loaded.index, plan.units[loaded.index], loaded,
+                        value, error, computed_with)
             t2 = time.perf_counter()
             tm = summary.timings
             tm["read"] += loaded.read_s
@@ -169,6 +191,8 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
             tm["write"] += t2 - t1
             summary.rows += len(no_input)
             summary.flagged += int(no_input.sum())
+            summary.no_g += loaded.no_g
+            summary.photometry_joined = [a + int(b) for a, b in zip(summary.photometry_joined, loaded.joined)]
             summary.units_done += 1
             bar.update(len(no_input))
             if sleep:
@@ -179,11 +203,18 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
     return summary
 
 
-def read_unit(plan: LabelPlan, unit: WorkUnit):
-    """The :class:`lamfast.io.Catalog` of one work unit."""
+def read_unit(plan: LabelPlan, unit: WorkUnit, photometry=None):
+    """The :class:`lamfast.io.Catalog` of one work unit; an XP unit of a plan with photometry
+    files is joined to ``photometry`` (the plan's :func:`photometry_join`, loaded here if
+    None), its ``meta["photometry_joined"]`` the stars found in each file (int64 [F])."""
     path = plan.inputs[unit.file]
     fmt = plan.formats[unit.file]
-    if fmt == "paper_hdf5":
+    if fmt == "xp" and plan.photometry:
+        from ..io.photometry_join import read_xp_joined
+
+        cat, joined = read_xp_joined(path, photometry if photometry is not None else photometry_join(plan))
+        cat.meta["photometry_joined"] = joined
+    elif fmt == "paper_hdf5":
         from ..io.paper_hdf5 import read_paper_hdf5
 
         cat = read_paper_hdf5(path, slice(unit.start, unit.stop))
@@ -199,6 +230,21 @@ def read_unit(plan: LabelPlan, unit: WorkUnit):
         raise ValueError(f"{path}: expected {unit.n_rows} rows at {unit.start}:{unit.stop}, read "
                          f"{len(cat)} (did the file change since the plan was made?)")
     return cat
+
+
+def photometry_join(plan: LabelPlan):
+    """The :class:`lamfast.io.photometry_join.PhotometryJoin` of the plan's photometry
+    files (None if it has none); ValueError if a file changed since the plan was made."""
+    if not plan.photometry:
+        return None
+    from ..io.photometry_join import PhotometryJoin
+
+    for path, size, mtime in zip(plan.photometry, plan.photometry_sizes, plan.photometry_mtimes):
+        st = Path(path).stat()
+        if (st.st_size, st.st_mtime_ns) != (size, mtime):
+            raise ValueError(f"photometry file {path} changed since the labelling plan was made "
+                             f"({st.st_size} bytes now, {size} in the plan)")
+    return PhotometryJoin(plan.photometry)
 
 
 def model_input_columns(model, request: Sequence[str]) -> list[str]:
@@ -221,15 +267,17 @@ class _Loaded:
     prepared: object                # infer.PreparedChunk
     read_s: float
     tokenize_s: float
+    no_g: int                       # XP rows without G (coefficients missing)
+    joined: np.ndarray              # int64 [F]: rows found in each photometry file
 
 
-def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None) -> _Loaded:
+def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None, photometry) -> _Loaded:
     from ..batch import Batch
     from ..tokenizer import tokenize
 
     unit, path = plan.units[i], plan.inputs[plan.units[i].file]
     t0 = time.perf_counter()
-    cat = read_unit(plan, unit)
+    cat = read_unit(plan, unit, photometry)
     t1 = time.perf_counter()
     values, columns = _input_matrix(cat, plan, predictor.model, path)
     if len(cat):
@@ -240,7 +288,9 @@ def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None) -> _Load
     prepared = predictor.prepare(batch)
     t2 = time.perf_counter()
     rows = unit.start + np.arange(len(cat), dtype=np.int64)
-    return _Loaded(i, cat.source_id, rows, prepared, t1 - t0, t2 - t1)
+    no_g = int(np.isnan(cat.extra["phot_g_mean_mag"]).sum()) if plan.formats[unit.file] == "xp" else 0
+    joined = cat.meta.get("photometry_joined", np.zeros(len(plan.photometry), np.int64))
+    return _Loaded(i, cat.source_id, rows, prepared, t1 - t0, t2 - t1, no_g, joined)
 
 
 def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, list[str]]:
@@ -263,12 +313,13 @@ def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, l
     return values, list(plan.columns)
 
 
-def _write_part(path: Path, index: int, unit: WorkUnit, source_id, input_row, value, error, no_input,
-                computed_with: str) -> None:
+def _write_part(path: Path, index: int, unit: WorkUnit, loaded: _Loaded, value, error, computed_with: str) -> None:
     commit_part(path, lambda f: np.savez(
         f, unit=np.array([index, unit.file, unit.start], dtype=np.int64),
-        source_id=np.asarray(source_id, np.int64), input_row=input_row, value=value.astype(np.float32),
-        error=error.astype(np.float32), no_input=no_input, computed_with=np.array(computed_with)))
+        source_id=np.asarray(loaded.source_id, np.int64), input_row=loaded.input_row,
+        value=value.astype(np.float32), error=error.astype(np.float32), no_input=loaded.prepared.no_input,
+        computed_with=np.array(computed_with), no_g=np.int64(loaded.no_g),
+        photometry_joined=np.asarray(loaded.joined, np.int64)))
 
 
 def _progress_bar(total, enabled: bool):

@@ -1,0 +1,337 @@
+"""Photometry files joined to Gaia XP inputs by source_id (lamfast.io.photometry_join), in
+lamfast.label, its CLI and its resume: the same as the in-memory join and the paper layout."""
+
+import gzip
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from _label_data import REQUEST, save_tiny_model, synthetic_catalog
+
+import lamfast
+import lamfast.cli
+from lamfast.io import gaia_photometry, read_catalog, read_xp_continuous, xp_catalog
+from lamfast.io.paper_hdf5 import write_paper_hdf5
+from lamfast.io.photometry_join import PhotometryJoin, read_photometry_file, read_xp_joined
+from lamfast.label import make_plan, read_output, read_unit
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+XP_FILES = ("XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS_RAW_with_missing_BP.csv",
+            "XP_CONTINUOUS_RAW_colour_eq_dr3int6.csv")
+GAIA = ("phot_g_mean_mag", "bp_rp", "phot_bp_mean_flux_over_error", "phot_rp_mean_flux_over_error",
+        "parallax", "parallax_error")
+TMASS = ("j_m", "h_m", "ks_m", "j_msigcom", "h_msigcom", "ks_msigcom")
+GAIA_COLS = ["source_id", *GAIA]
+
+
+def _table(rng, ids, g=None):
+    """Gaia + 2MASS photometry of ``ids`` in the archive's types (float32, parallax float64);
+    G [n] given or random."""
+    from astropy.table import Table
+
+    n = len(ids)
+    f32 = np.float32
+    g = (rng.uniform(8, 17, n) if g is None else np.asarray(g)).astype(f32)
+    t = Table({"source_id": np.asarray(ids, np.int64), "phot_g_mean_mag": g,
+               "bp_rp": rng.uniform(-0.3, 3, n).astype(f32),
+               "phot_bp_mean_flux_over_error": rng.uniform(20, 2000, n).astype(f32),
+               "phot_rp_mean_flux_over_error": rng.uniform(20, 2000, n).astype(f32),
+               "parallax": rng.uniform(0.1, 5, n), "parallax_error": rng.uniform(0.01, 0.2, n).astype(f32),
+               "j_m": (g - rng.uniform(0.5, 2, n)).astype(f32), "h_m": (g - rng.uniform(1, 3, n)).astype(f32),
+               "ks_m": (g - rng.uniform(1, 3.5, n)).astype(f32),
+               "j_msigcom": rng.uniform(0.01, 0.05, n).astype(f32),
+               "h_msigcom": rng.uniform(0.01, 0.05, n).astype(f32),
+               "ks_msigcom": rng.uniform(0.01, 0.05, n).astype(f32)})
+    return t
+
+
+def _write(table, path):
+    """``table`` to ``path`` (a '.gz' name is gzipped after writing the plain format)."""
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    fmt = {"format": "votable"} if plain.suffix == ".xml" else {}
+    table.write(plain, overwrite=True, **fmt)
+    if path != plain:
+        with open(plain, "rb") as a, gzip.open(path, "wb") as b:
+            shutil.copyfileobj(a, b)
+        plain.unlink()
+    return path
+
+
+def _real_xp(realdata):
+    return [realdata / "gaiaxpy_tests" / name for name in XP_FILES]
+
+
+def _g_of(xp):
+    """A G [mag] for each archive row that puts its brighter first coefficient at 0.1 in gnorm
+    units (typical stars: 0.03-0.15), within 0.1 mag."""
+    from lamfast.io.photometry import G_ZERO_POINT
+
+    first = np.fmax(xp.bp_coefficients[:, 0], xp.rp_coefficients[:, 0])
+    return G_ZERO_POINT - 2.5 * np.log10(first / 0.1) + np.linspace(-0.1, 0.1, len(xp))
+
+
+# ---- reading photometry files ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["p.csv", "p.csv.gz", "p.ecsv", "p.ecsv.gz", "p.fits", "p.fits.gz",
+                                  "p.xml", "p.parquet"])
+def test_every_format_reads_as_astropy_does(rng, tmp_path, name):
+    from astropy.table import Table
+
+    t = _table(rng, rng.integers(1, 2**62, 40))
+    t["phot_g_mean_mag"][3] = np.nan
+    t["ruwe"] = np.ones(40)   # not used: not kept
+    path = _write(t, tmp_path / name)
+    ids, cols = read_photometry_file(path)
+    fmt = {"xml": "votable", "csv": "ascii.csv", "ecsv": "ascii.ecsv"}.get(name.removesuffix(".gz")[2:])
+    back = Table.read(path, **({"format": fmt} if fmt else {}))
+    assert np.array_equal(ids, t["source_id"]) and set(cols) == set(GAIA + TMASS)
+    for c in cols:
+        assert np.array_equal(cols[c].astype(np.float64), np.asarray(back[c], np.float64), equal_nan=True), c
+        assert np.array_equal(cols[c].astype(np.float64), np.asarray(t[c], np.float64), equal_nan=True), c
+    assert cols["phot_g_mean_mag"].dtype == np.float32   # compact: float32 where exact
+    assert cols["parallax"].dtype == np.float64
+
+
+def test_text_values_beyond_float32_stay_float64(tmp_path):
+    (tmp_path / "p.csv").write_text("source_id,phot_g_mean_mag,j_m\n5,12.1,10.5\n7,,11.25\n")
+    ids, cols = read_photometry_file(tmp_path / "p.csv")
+    assert ids.tolist() == [5, 7] and cols["phot_g_mean_mag"].dtype == np.float64
+    assert cols["phot_g_mean_mag"][0] == 12.1 and np.isnan(cols["phot_g_mean_mag"][1])
+    assert cols["j_m"].dtype == np.float32 and cols["j_m"].tolist() == [10.5, 11.25]
+
+
+def test_gaia_photometry_takes_bp_rp_and_g_alone():
+    f32 = np.float32
+    t = {"source_id": np.array([1, 2, 3]), "bp_rp": np.array([0.5, 1.0, 1.5], f32)}
+    assert gaia_photometry(t).column("bprp").tolist() == [0.5, 1.0, 1.5]
+    t |= {"phot_bp_mean_mag": np.array([12.0, np.nan, 14.0]), "phot_rp_mean_mag": np.array([11.0, 11.0, 13.0])}
+    assert gaia_photometry(t).column("bprp").tolist() == [1.0, 1.0, 1.0]   # BP - RP first, else bp_rp
+    g_only = {"source_id": np.array([1, 2]), "phot_g_mean_mag": np.array([12.0, np.nan])}
+    with pytest.raises(ValueError, match="no photometric token"):
+        gaia_photometry(g_only)
+    cat = gaia_photometry(g_only, need_tokens=False)
+    assert cat.columns == [] and cat.values.shape == (2, 0)
+    assert np.array_equal(cat.extra["phot_g_mean_mag"], [12.0, np.nan], equal_nan=True)
+
+
+# ---- the join -------------------------------------------------------------------------------
+
+def test_lookup_any_order_several_files(rng, tmp_path):
+    ids = rng.permutation(rng.integers(1, 2**62, 300))
+    t = _table(rng, ids)
+    gaia = [_write(t[GAIA_COLS][:120], tmp_path / "gaia_a.csv.gz"), _write(t[GAIA_COLS][120:], tmp_path / "gaia_b.fits")]
+    tm = t[["source_id", *TMASS]][::2]
+    tm = tm[rng.permutation(len(tm))]
+    tmass = _write(tm, tmp_path / "tmass.parquet")
+    join = PhotometryJoin(gaia + [tmass])
+    assert len(join.groups) == 2 and len(join) == 300 + 150
+    query = np.concatenate([ids[rng.permutation(300)], [3, 4], ids[:5]])  # unknown stars, repeats
+    cols, joined = join.lookup(query)
+    row = {int(s): i for i, s in enumerate(ids)}
+    known = np.array([q in row for q in query.tolist()])
+    at = np.array([row.get(q, 0) for q in query.tolist()])
+    for c in GAIA:
+        want = np.where(known, np.asarray(t[c], np.float64)[at], np.nan)
+        assert np.array_equal(cols[c], want, equal_nan=True), c
+    in_tmass = known & (at % 2 == 0)
+    assert np.array_equal(cols["j_m"], np.where(in_tmass, np.asarray(t["j_m"], np.float64)[at], np.nan),
+                          equal_nan=True)
+    first = known & (at < 120)
+    assert joined.tolist() == [first.sum(), (known & ~first).sum(), in_tmass.sum()]
+
+
+def test_duplicates(rng, tmp_path):
+    t = _table(rng, [11, 12, 13])
+    twice = t[[0, 1, 2, 1]]
+    join = PhotometryJoin([_write(twice, tmp_path / "same.csv")])   # the same values twice: fine
+    assert len(join) == 3
+    twice["bp_rp"][3] += 0.5
+    with pytest.raises(ValueError, match=r"photometry file .*twice\.csv: source_id 12 is given twice with "
+                                         r"different bp_rp"):
+        PhotometryJoin([_write(twice, tmp_path / "twice.csv")])
+    other = t[[1]]
+    other["phot_g_mean_mag"][0] += 1
+    with pytest.raises(ValueError, match=r"photometry files .*a\.fits and .*b\.fits: source_id 12 .*"
+                                         "phot_g_mean_mag"):
+        PhotometryJoin([_write(t, tmp_path / "a.fits"), _write(other, tmp_path / "b.fits")])
+    # two column sets that share a column: a star's values must agree
+    g_only = t[["source_id", "phot_g_mean_mag", "j_m"]][[1]]
+    g_only["phot_g_mean_mag"][0] += 1
+    join = PhotometryJoin([_write(t, tmp_path / "a.fits"), _write(g_only, tmp_path / "c.parquet")])
+    join.lookup(np.array([11, 13]))   # stars c.parquet lacks: no conflict
+    with pytest.raises(ValueError, match=r"source_id 12 has phot_g_mean_mag .*a\.fits, .*c\.parquet"):
+        join.lookup(np.array([11, 12]))
+
+
+def test_bad_photometry_files(rng, tmp_path):
+    t = _table(rng, [1, 2, 3])
+    with pytest.raises(ValueError, match=r"nosid\.csv: no 'source_id' column"):
+        PhotometryJoin([_write(t[["phot_g_mean_mag", "bp_rp"]], tmp_path / "nosid.csv")])
+    (tmp_path / "float_ids.csv").write_text("source_id,phot_g_mean_mag\n1,12\n2.5,13\n")
+    with pytest.raises(ValueError, match=r"float_ids\.csv: column 'source_id' must hold integer .*row 1: '2.5'"):
+        PhotometryJoin([tmp_path / "float_ids.csv"])
+    (tmp_path / "text_ids.csv").write_text("source_id,phot_g_mean_mag\n1,12\nGaia DR3 2,13\n")
+    with pytest.raises(ValueError, match=r"text_ids\.csv: column 'source_id' .*row 1: 'Gaia DR3 2'"):
+        PhotometryJoin([tmp_path / "text_ids.csv"])
+    (tmp_path / "no_id.csv").write_text("source_id,phot_g_mean_mag\n1,12\n,13\n")
+    with pytest.raises(ValueError, match=r"no_id\.csv: row 1 .*has no source_id"):
+        PhotometryJoin([tmp_path / "no_id.csv"])
+    f = t.copy()
+    f["source_id"] = f["source_id"].astype(float)
+    with pytest.raises(ValueError, match=r"f\.fits: column 'source_id' must hold integer .*float64"):
+        PhotometryJoin([_write(f, tmp_path / "f.fits")])
+    with pytest.raises(ValueError, match=r"ruwe\.parquet: none of the photometry columns .*phot_g_mean_mag"):
+        PhotometryJoin([_write(t[["source_id", "parallax_error"]], tmp_path / "ruwe.parquet")])
+    (tmp_path / "text_g.csv").write_text("source_id,phot_g_mean_mag\n1,12\n2,bright\n")
+    with pytest.raises(ValueError, match=r"text_g\.csv: row 1 .*phot_g_mean_mag 'bright' is not a number"):
+        PhotometryJoin([tmp_path / "text_g.csv"])
+    with pytest.raises(FileNotFoundError, match="no such photometry file"):
+        PhotometryJoin([tmp_path / "absent.csv"])
+    flux = t.copy()
+    flux["phot_g_mean_mag"][:2] = [1.2e5, 3.4e4]   # fluxes [e-/s] where magnitudes belong
+    with pytest.warns(RuntimeWarning, match=r"flux\.fits: 2 of 3 values of phot_g_mean_mag are outside 0-25 mag"):
+        PhotometryJoin([_write(flux, tmp_path / "flux.fits")])
+
+
+def test_xp_rows_joined_as_in_memory(realdata, rng, tmp_path):
+    """read_xp_joined == read_catalog(path, photometry=the table in memory), on archive rows."""
+    for path in _real_xp(realdata):
+        xp = read_xp_continuous(path)
+        ids = xp.source_id
+        t = _table(rng, np.concatenate([ids, [7, 8]]), np.r_[_g_of(xp), 12, 13])[rng.permutation(len(ids) + 2)]
+        t = t[t["source_id"] != ids[-1]]    # the last star has no photometry at all
+        files = [_write(t[GAIA_COLS], tmp_path / "g.ecsv.gz"), _write(t[["source_id", *TMASS]], tmp_path / "t.xml")]
+        got, joined = read_xp_joined(path, PhotometryJoin(files))
+        want = read_catalog(path, photometry=t)
+        assert got.columns == want.columns and np.array_equal(got.source_id, ids)
+        assert np.array_equal(got.values, want.values, equal_nan=True)
+        assert np.array_equal(got.errors, want.errors, equal_nan=True)
+        assert joined.tolist() == [len(ids) - 1] * 2
+        assert np.isnan(got.values[-1]).all() and np.isnan(got.extra["phot_g_mean_mag"][-1])
+
+
+# ---- lamfast.label with photometry ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    save_tiny_model(folder / "model", synthetic_catalog(300, seed=1))
+    return folder / "model"
+
+
+def _photometry_of(realdata, rng, folder):
+    """Photometry of the real XP rows (8 rows of 6 stars: two stars are in two files) in two
+    files (Gaia, 2MASS), shuffled. Star 1 (rows 1, 4) has no G but keeps its BP-RP, star 3
+    (row 5) is in neither file, stars 0 and 1 have no 2MASS. Returns (files, XP row ids)."""
+    xp = [read_xp_continuous(p) for p in _real_xp(realdata)]
+    ids = np.concatenate([x.source_id for x in xp])
+    first = np.sort(np.unique(ids, return_index=True)[1])
+    stars = ids[first]
+    t = _table(rng, stars, np.concatenate([_g_of(x) for x in xp])[first])
+    t["phot_g_mean_mag"][1] = np.nan
+    t = t[t["source_id"] != stars[3]]
+    gaia = t[GAIA_COLS][rng.permutation(len(t))]
+    tmass = t[["source_id", *TMASS]][2:][rng.permutation(len(t) - 2)]
+    return [_write(gaia, folder / "gaia.fits"), _write(tmass, folder / "tmass.csv.gz")], ids
+
+
+def test_label_with_photometry_equals_paper_layout(realdata, model_dir, rng, tmp_path):
+    xp = _real_xp(realdata)
+    files, ids = _photometry_of(realdata, rng, tmp_path)
+    from astropy.table import Table, join
+
+    # the photometry as astropy reads it, joined in memory (a star without 2MASS: masked)
+    merged = join(Table.read(files[0]), Table.read(files[1], format="ascii.csv"), keys="source_id",
+                  join_type="left")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        s = lamfast.label(xp, photometry=files, model=model_dir, output=tmp_path / "xp.parquet", device="cpu",
+                          progress=False)
+        # the paper's layout of the same stars, made through the in-memory join
+        cat = [xp_catalog(read_xp_continuous(p), photometry=gaia_photometry(merged)) for p in xp]
+        for k, c in enumerate(cat):
+            write_paper_hdf5(tmp_path / f"paper{k}.h5", c)
+        lamfast.label([tmp_path / f"paper{k}.h5" for k in range(3)], model=model_dir,
+                      output=tmp_path / "paper.parquet", device="cpu", progress=False)
+    got, meta = read_output(tmp_path / "xp.parquet")
+    want, _ = read_output(tmp_path / "paper.parquet")
+    assert np.array_equal(got["source_id"], ids) and np.array_equal(want["source_id"], ids)
+    for name in REQUEST:
+        for suffix in ("", "_error"):
+            assert np.array_equal(got[name + suffix], want[name + suffix], equal_nan=True), name + suffix
+    assert np.array_equal(got["no_input"], want["no_input"])
+    # rows 1 and 4 have no G: their XP is missing but BP-RP labels them; row 5 has nothing
+    assert np.isfinite(got["teff"][[1, 4]]).all() and not got["no_input"][[1, 4]].any()
+    assert np.flatnonzero(got["no_input"]).tolist() == [5]
+    assert s.no_g == meta["no_g_rows"] == 3 and s.output_no_g == 3
+    assert s.photometry_joined == [7, 3] and [p["stars_joined"] for p in meta["photometry"]] == [7, 3]
+    assert [p["file"] for p in meta["photometry"]] == [str(f.resolve()) for f in files]
+    assert "photometry joined: 7 stars from gaia.fits" in str(s) and "3 stars have no G" in str(s)
+    # the units' catalogues: gnorm from the joined G, colours from both files
+    plan = make_plan(xp, model_dir, lamfast.load(model_dir), REQUEST, None, "auto", 65536, files)
+    unit = read_unit(plan, plan.units[0])
+    assert np.array_equal(unit.values, cat[0].values, equal_nan=True)
+    assert unit.meta["photometry_joined"].tolist() == [2, 0]
+
+
+def test_resume_refuses_other_photometry_and_cli(realdata, model_dir, rng, tmp_path, capsys):
+    xp = _real_xp(realdata)[:2]
+    files, _ = _photometry_of(realdata, rng, tmp_path)
+    out = tmp_path / "out.parquet"
+    args = ["label", *map(str, xp), "--photometry", *map(str, files), "--output", str(out), "--model",
+            str(model_dir), "--device", "cpu", "--no-progress"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        assert lamfast.cli.main(args) == 0
+        assert "photometry joined: 5 stars from gaia.fits" in capsys.readouterr().out
+        with pytest.raises(ValueError, match=r"different plan: photometry files: \[.*gaia\.fits'\] now"):
+            lamfast.label(xp, photometry=files[:1], model=model_dir, output=out, device="cpu", resume=True,
+                          progress=False)
+        with pytest.raises(ValueError, match="different plan: photometry files: none now"):
+            lamfast.label(xp, model=model_dir, output=out, device="cpu", resume=True, progress=False)
+        assert lamfast.label(xp, photometry=files, model=model_dir, output=out, device="cpu", resume=True,
+                             progress=False).units_done == 0
+        # without photometry the archive's XP files cannot be gnormed: the error says what to pass
+        with pytest.raises(ValueError, match="phot_g_mean_mag"):
+            lamfast.label(xp, model=model_dir, output=tmp_path / "o2.parquet", device="cpu", progress=False)
+
+
+def test_photometry_errors_before_any_work(realdata, model_dir, tmp_path):
+    from lamfast.io import write_parquet
+
+    xp = _real_xp(realdata)[:1]
+    (tmp_path / "bad.csv").write_text("sid,phot_g_mean_mag\n1,12\n")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match=r"bad\.csv: no 'source_id' column"):
+        lamfast.label(xp, photometry=[tmp_path / "bad.csv"], model=model_dir, output=out, device="cpu",
+                      progress=False)
+    with pytest.raises(FileNotFoundError, match="no such photometry file: .*none.csv"):
+        lamfast.label(xp, photometry=[tmp_path / "none.csv"], model=model_dir, output=out, device="cpu",
+                      progress=False)
+    write_parquet(synthetic_catalog(5, seed=1), tmp_path / "c.parquet")
+    (tmp_path / "g.csv").write_text("source_id,phot_g_mean_mag\n1,12\n")
+    with pytest.raises(ValueError, match="joined to Gaia XP_CONTINUOUS inputs only"):
+        lamfast.label([tmp_path / "c.parquet"], photometry=[tmp_path / "g.csv"], model=model_dir, output=out,
+                      device="cpu", progress=False)
+    assert not out.exists() and not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_dask_passes_photometry_through(realdata, model_dir, rng, tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is the optional [dask] extra")
+    from lamfast.distributed import label_distributed
+
+    xp = _real_xp(realdata)
+    files, _ = _photometry_of(realdata, rng, tmp_path)
+    kw = dict(photometry=files, model=model_dir, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        local = lamfast.label(xp, output=tmp_path / "local.parquet", **kw)
+        dask = label_distributed(xp, output=tmp_path / "dask.parquet", workers=2, processes=False, **kw)
+    a, meta_a = read_output(tmp_path / "local.parquet")
+    b, meta_b = read_output(tmp_path / "dask.parquet")
+    for c in a:
+        assert np.array_equal(a[c], b[c], equal_nan=True), c
+    assert meta_a["photometry"] == meta_b["photometry"] and meta_b["no_g_rows"] == 3
+    assert dask.photometry_joined == local.photometry_joined == [7, 3] and dask.no_g == 3
