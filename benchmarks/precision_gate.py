@@ -10,7 +10,8 @@ gives the stars/s of each. A precision may be a default where it passes and is f
     python -m benchmarks.precision_gate                          # the 1,000 shipped test stars
     python -m benchmarks.precision_gate --data apogee_xp.h5      # the whole test split
 
-Writes benchmarks/results/<device>/precision_gate.{csv,md}.
+Writes benchmarks/results/<device>/precision_gate.{csv,md}, or precision_gate-<data>.{csv,md}
+with --data (so a small and a full test split never overwrite each other).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lamfast.precision_gate import (BIAS_TOLERANCE, NULL_DRAWS, SCATTER_TOLERANCE, SHIFT_TOLERANCE,
-                                    precision_gate, predict_labels)
+from lamfast.precision_gate import (BIAS_TOLERANCE, NULL_DRAWS, NULL_QUANTILE, SCATTER_TOLERANCE,
+                                    SHIFT_TOLERANCE, precision_gate, predict_labels)
 from lamfast.vocab import HEADLINE_INPUTS, LABELS
 
-from .common import torch_device, write_table
+from .common import slug, torch_device, write_table
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -107,12 +108,13 @@ def main(argv=None) -> int:
     model_name = args.model if args.model == "default" else Path(args.model).name
     notes = (f"{len(stars)} test-split stars with complete inputs of {name}; model {model_name}. "
              f"Gate per label: scatter_ratio <= scatter_allowed (1 + {SCATTER_TOLERANCE:g}, or the "
-             f"97.5th percentile of {NULL_DRAWS} sign flips of the differences where the stars cannot "
+             f"{NULL_QUANTILE:g}th percentile of {NULL_DRAWS} sign flips of the differences where the stars cannot "
              f"resolve that), bias_shift_of_scatter <= bias_allowed ({BIAS_TOLERANCE:g} or its noise "
              f"floor), shift_p99_of_sigma <= {SHIFT_TOLERANCE:g}, no lost star. error_p99_rel (p99 of "
              "|sigma_low / sigma_fp32 - 1|) is reported, not gated. may_be_default: passes and is "
              "faster than fp32 (fp32 always may).")
-    write_table("precision_gate", rows, device=str(device), title="Precision gate on real test stars",
+    table = "precision_gate" if args.data is None else f"precision_gate-{slug(Path(args.data).stem)}"
+    write_table(table, rows, device=str(device), title="Precision gate on real test stars",
                 notes=notes, extra_stamp={"threads": args.threads, "stars": len(stars), "data": name,
                                           "model": model_name})
     return 0

@@ -220,7 +220,7 @@ def test_precision_gate_benchmark_tables_every_precision_with_its_speed(results,
                   head_mlp=(16,)), normalizer=paper_normalizer()).save(tmp_path / "model")
     assert main(["--data", str(tmp_path / "data.h5"), "--model", str(tmp_path / "model"),
                  "--device", "cpu", "--threads", "1", "--repeats", "1"]) == 0
-    stamp, body = read_csv(results / "precision_gate.csv")
+    stamp, body = read_csv(results / "precision_gate-data.csv")
     assert (stamp["stars"], stamp["data"], stamp["model"]) == (str(n_test), "data.h5", "model")
     assert [(r["precision"], r["label"]) for r in body] == [
         (p, k) for p in ("fp32", "bf16") for k in ("teff", "logg", "m_h")]
@@ -229,4 +229,4 @@ def test_precision_gate_benchmark_tables_every_precision_with_its_speed(results,
         fast_enough = r["precision"] == "fp32" or float(r["speedup"]) > 1
         passed = all(b["gate"] == "pass" for b in body if b["precision"] == r["precision"])
         assert r["may_be_default"] == ("yes" if passed and fast_enough else "no")
-    assert str(tmp_path) not in (results / "precision_gate.md").read_text()
+    assert str(tmp_path) not in (results / "precision_gate-data.md").read_text()

@@ -113,7 +113,8 @@ def test_each_tolerance_alone_fails_just_beyond_it(rng):
 
 def test_noise_floor_forgives_random_rounding_not_a_systematic_loss(rng):
     """On 1,000 stars a robust scatter cannot resolve 1%: differences of 0.05 sigma with
-    random signs may raise it by more; a stretch of the residuals by 3% still fails."""
+    random signs may raise it by more and pass; a systematic stretch of the residuals by 4%
+fails (the noise floor of such a stretch on 1,000 stars is 1-2%)."""
     truth, f, s = _synthetic(rng, 1000)
     t, v = truth["x"], f["x"]
     noisy = {"x": v + 0.05 * s["x"] * rng.standard_normal(v.size)}
@@ -121,8 +122,8 @@ def test_noise_floor_forgives_random_rounding_not_a_systematic_loss(rng):
     assert g.scatter_allowed > 1 + SCATTER_TOLERANCE and g.passed
     bare = precision_gate(truth, f, s, noisy, null_draws=0).labels["x"]
     assert bare.scatter_allowed == 1 + SCATTER_TOLERANCE
-    g = precision_gate(truth, f, s, {"x": t - 1.03 * (t - v)}).labels["x"]
-    assert g.scatter_allowed < 1.02 and not g.passed and "scatter" in g.failures()[0]
+    g = precision_gate(truth, f, s, {"x": t - 1.04 * (t - v)}).labels["x"]
+    assert g.scatter_allowed < 1.03 and not g.passed and "scatter" in g.failures()[0]
 
 
 def test_lost_predictions_fail_and_unknown_truth_is_left_out_of_the_scores(rng):
