@@ -102,6 +102,21 @@ def test_text_values_beyond_float32_stay_float64(tmp_path):
     assert cols["j_m"].dtype == np.float32 and cols["j_m"].tolist() == [10.5, 11.25]
 
 
+def test_bulk_download_csv_gz_with_ecsv_header_and_empty_files(rng, tmp_path):
+    """The bulk download's GaiaSource_*.csv.gz are ECSV: its float32 datatypes are kept."""
+    t = _table(rng, [3, 1, 2])
+    t.write(tmp_path / "g.ecsv")
+    with open(tmp_path / "g.ecsv", "rb") as a, gzip.open(tmp_path / "GaiaSource_000-001.csv.gz", "wb") as b:
+        shutil.copyfileobj(a, b)
+    ids, cols = read_photometry_file(tmp_path / "GaiaSource_000-001.csv.gz")
+    assert ids.tolist() == [3, 1, 2] and cols["phot_g_mean_mag"].dtype == np.float32
+    assert np.array_equal(cols["phot_g_mean_mag"], t["phot_g_mean_mag"])
+    (tmp_path / "empty.csv").write_text("source_id,phot_g_mean_mag\n")
+    join = PhotometryJoin([tmp_path / "empty.csv"])
+    cols, joined = join.lookup(np.array([1, 2]))
+    assert len(join) == 0 and np.isnan(cols["phot_g_mean_mag"]).all() and joined.tolist() == [0]
+
+
 def test_gaia_photometry_takes_bp_rp_and_g_alone():
     f32 = np.float32
     t = {"source_id": np.array([1, 2, 3]), "bp_rp": np.array([0.5, 1.0, 1.5], f32)}

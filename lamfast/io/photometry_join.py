@@ -108,6 +108,8 @@ class PhotometryJoin:
         """
         ids = np.asarray(ids, np.int64)
         n = len(ids)
+        order = np.argsort(ids, kind="stable")   # sorted queries: ~3x faster searches and gathers
+        ids = ids[order]
         joined = np.zeros(len(self.paths), np.int64)
         out: dict[str, np.ndarray] = {}
         have: dict[str, np.ndarray] = {}
@@ -127,6 +129,9 @@ class PhotometryJoin:
                     have[name] |= found
                 else:
                     out[name], have[name] = v, found
+        for name, v in out.items():   # back to the order asked
+            out[name] = np.empty_like(v)
+            out[name][order] = v
         return out, joined
 
     def _check_agree(self, name: str, ids, a: np.ndarray, b: np.ndarray, both: np.ndarray) -> None:
@@ -309,9 +314,13 @@ class _Source:
 
         from .text_table import open_binary
 
+        import pyarrow as pa
+
         h = self.header
         with open_binary(self.path) as f:
             f.read(h.header_bytes)
+            if not f.peek(1):   # a header without data lines: pyarrow calls that an error
+                return pa.table({n: pa.array([], types.get(n, pa.int64())) for n in names})
             return pcsv.read_csv(f, read_options=pcsv.ReadOptions(column_names=h.names, block_size=16 << 20),
                                  parse_options=pcsv.ParseOptions(delimiter=h.delimiter),
                                  convert_options=pcsv.ConvertOptions(include_columns=names, column_types=types))
@@ -319,6 +328,8 @@ class _Source:
     def _ids(self, col, name: str) -> np.ndarray:
         import pyarrow as pa
 
+        if len(col) == 0:      # a file of no rows: its ids have no type to check
+            return np.zeros(0, np.int64)
         if not pa.types.is_integer(col.type):
             bad = _first_non_number(col.cast(pa.string()).to_pylist(), integer=True)
             where = f"; e.g. row {bad[0]}: {bad[1]!r}" if bad else ""
