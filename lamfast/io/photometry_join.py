@@ -15,9 +15,10 @@ source_id (``np.argsort``); every lookup is then ``np.searchsorted``. Kept per p
 star: 8 bytes (source_id) + 4 or 8 per column + 4 (which file, only where a group has
 several files). The archive's gaia_source with G, BP-RP, BP, RP, their flux_over_error and
 parallax (float64) + parallax_error is 8 + 7 x 4 + 8 = 44 bytes a star, ~9.7 GB for its
-220M stars that have XP spectra; while a group is built, its rows are held twice plus 8
-bytes a star (the sort order). A lookup of N XP rows costs O(N log M) and N x (columns)
-float64 temporaries.
+220M stars that have XP spectra. While loading, the peak adds 16 bytes a star (the sort
+order and the unsorted ids) and the one file being read, as float64 (8 bytes per column and
+star; the bulk download's files are ~65k stars each). A lookup of N XP rows sorts them
+(O(N log N)), then costs O(N log M) and N x (columns) float64 temporaries.
 """
 
 from __future__ import annotations
@@ -410,13 +411,17 @@ def _build_group(paths: list[str], members: list[tuple[int, np.ndarray, dict]]) 
     (ValueError naming the file(s) and the id where two rows of one id differ)."""
     files = [k for k, _, _ in members]
     names = list(members[0][2])
+    sizes = [len(m[1]) for m in members]
     ids = np.concatenate([m[1] for m in members])
+    members[:] = [(k, None, cols) for k, _, cols in members]   # each file's arrays freed once copied
     order = np.argsort(ids, kind="stable")         # stable: the earlier file's row comes first
     ids = ids[order]
-    columns = {c: np.concatenate([m[2][c] for m in members])[order] for c in names}
+    columns = {}
+    for c in names:      # one column at a time: the peak is the kept arrays + one column
+        columns[c] = np.concatenate([m[2].pop(c) for m in members])[order]
     file_of_row = None
     if len(members) > 1:
-        file_of_row = np.repeat(np.arange(len(members), dtype=np.int32), [len(m[1]) for m in members])[order]
+        file_of_row = np.repeat(np.arange(len(members), dtype=np.int32), sizes)[order]
     dup = np.flatnonzero(ids[1:] == ids[:-1])
     if dup.size:
         for c in names:
