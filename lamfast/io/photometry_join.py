@@ -69,6 +69,10 @@ class PhotometryJoin:
     ----------
     paths : the photometry files (see the module doc for their columns and memory).
 
+    Attributes
+    ----------
+    columns : the used columns that some file gives, sorted.
+
     Raises
     ------
     FileNotFoundError, or ValueError naming the file (and the row or id where there is
@@ -90,10 +94,6 @@ class PhotometryJoin:
 
     def __len__(self) -> int:
         return sum(len(g.source_id) for g in self.groups)
-
-    @property
-    def has_g(self) -> bool:
-        return G_COLUMN in self.columns
 
     def lookup(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The photometry of stars ``ids`` (int64 [N], any order, repeats allowed).
