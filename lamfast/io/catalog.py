@@ -65,3 +65,46 @@ class Catalog:
         except ValueError:
             raise KeyError(f"column {name!r} not in catalogue (has {len(self.columns)} "
                            f"columns: {', '.join(self.columns[:5])}, ...)") from None
+
+
+def join_rows(catalog: Catalog, source_id: np.ndarray) -> Catalog:
+    """The rows of ``catalog`` (e.g. photometry) with these ``source_id`` [N], in their
+    order; an id it lacks gives an all-missing row (NaN values, NaN float extras).
+    ValueError if ``catalog`` has an id twice."""
+    return _take_rows(catalog, _join_index(source_id, catalog.source_id))
+
+
+def _join_index(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """int64 [len(target)]: row of ``source`` with the same id, -1 where none."""
+    if len(source) == 0:
+        return np.full(len(target), -1, np.int64)
+    order = np.argsort(source, kind="stable")
+    sorted_ids = source[order]
+    dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+    if dup.size:
+        raise ValueError(f"photometry has duplicate source_id {dup[0]}")
+    pos = np.minimum(np.searchsorted(sorted_ids, target), len(source) - 1)
+    return np.where(sorted_ids[pos] == target, order[pos], -1).astype(np.int64)
+
+
+def _take_rows(cat: Catalog, index: np.ndarray) -> Catalog:
+    """Rows of ``cat`` by index; -1 gives an all-missing row (NaN values, NaN floats)."""
+    missing = index < 0
+    safe = np.where(missing, 0, index)
+    if len(cat) == 0:
+        values = np.full((len(index), len(cat.columns)), np.nan, np.float32)
+        return Catalog(cat.columns, values, values.copy(), np.full(len(index), -1, np.int64),
+                       dict(cat.meta), {k: np.full(len(index), np.nan) for k in cat.extra})
+    values = cat.values[safe]
+    errors = cat.errors[safe]
+    values[missing] = np.nan
+    errors[missing] = np.nan
+    extra = {}
+    for k, a in cat.extra.items():
+        a = np.asarray(a)[safe]
+        if missing.any():
+            a = a.astype(np.float64) if a.dtype.kind in "iub" else a
+            if a.dtype.kind == "f":
+                a[missing] = np.nan
+        extra[k] = a
+    return Catalog(cat.columns, values, errors, cat.source_id[safe], dict(cat.meta), extra)

@@ -55,18 +55,25 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
     ----------
     path : the file. Formats (``format`` or detected by :func:`detect_catalog_format`):
 
-        - ``"xp"``: Gaia XP_CONTINUOUS (CSV/ECSV/FITS/VOTable, plain or gzipped) ->
-          bp0..bp54, rp0..rp54 in gnorm units, plus ``photometry``'s tokens.
-          ``kwargs`` go to :func:`~lamfast.io.xp_archive.read_xp_continuous`
-          (``n_coefficients`` to :func:`~lamfast.io.xp_continuous.xp_catalog`).
+        - ``"xp"``: Gaia XP_CONTINUOUS (CSV/ECSV/FITS/VOTable, plain or gzipped; always
+          the archive's e-/s) -> bp0..bp54, rp0..rp54 in gnorm units, plus
+          ``photometry``'s tokens. ``kwargs`` go to
+          :func:`~lamfast.io.xp_archive.read_xp_continuous` (``n_coefficients`` to
+          :func:`~lamfast.io.xp_continuous.xp_catalog`).
         - ``"apogee"``: allStar FITS (:func:`~lamfast.io.apogee.read_apogee_allstar`).
-        - ``"parquet"``: :func:`~lamfast.io.parquet.read_parquet`.
+        - ``"parquet"``: :func:`~lamfast.io.parquet.read_parquet`: gnorm or e-/s as the
+          file's ``lamfast.xp_units`` metadata says (none: e-/s, the archive's).
         - ``"paper_hdf5"``: the authors' HDF5 layout
           (:func:`~lamfast.io.paper_hdf5.read_paper_hdf5`; ``rows=slice(a, b)`` reads part).
+
+        Whatever the format, the catalogue holds gnorm coefficients; values whose scale
+        contradicts the file's units give a ValueError naming the file and column
+        (:mod:`lamfast.io.xp_units`).
     photometry : for "xp": a Catalog (e.g. from
         :func:`~lamfast.io.gaia_photometry.gaia_photometry`), a table with Gaia/2MASS
-        columns, or a file astropy reads. G (phot_g_mean_mag) is needed for gnorm; it
-        may instead be a column of the XP file itself.
+        columns, or a file astropy reads; joined by source_id. G (phot_g_mean_mag) is
+        needed to gnorm e-/s coefficients; it may instead be a column of the file itself.
+        (For a Parquet file of e-/s without G: ``read_parquet(path, photometry=Catalog)``.)
     """
     path = Path(path)
     if not path.is_file():
@@ -75,9 +82,10 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
     if fmt not in CATALOG_FORMATS:
         raise ValueError(f"format must be one of {CATALOG_FORMATS}, got {fmt!r}")
     if photometry is not None and fmt != "xp":
-        raise ValueError(f"photometry= applies to XP files only, not {fmt!r}")
+        raise ValueError(f"photometry= applies to XP files only, not {fmt!r} (a Parquet file: "
+                         "read_parquet(path, photometry=gaia_photometry(table)))")
     if fmt == "xp":
-        return _read_xp(path, photometry, **kwargs)
+        return _read_xp(path, _photometry_catalog(photometry), **kwargs)
     if fmt == "apogee":
         from .apogee import read_apogee_allstar
         return read_apogee_allstar(path, **kwargs)
@@ -92,21 +100,30 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
     return module.read_paper_hdf5(path, **kwargs)
 
 
-def _read_xp(path: Path, photometry, n_coefficients: int = 55, **kwargs) -> Catalog:
+def _photometry_catalog(photometry) -> Catalog | None:
+    """``photometry=`` as a Catalog (a Catalog, a table, or a file astropy reads)."""
+    if photometry is None or isinstance(photometry, Catalog):
+        return photometry
     from .gaia_photometry import gaia_photometry
+
+    if isinstance(photometry, (str, Path)):
+        from astropy.table import Table
+        photometry = Table.read(photometry)
+    return gaia_photometry(photometry)
+
+
+def _read_xp(path: Path, photometry, n_coefficients: int = 55, **kwargs) -> Catalog:
     from .xp_archive import read_xp_continuous
-    from .xp_continuous import xp_catalog
+    from .xp_continuous import check_gnorm_scale, check_xp_continuous_scale, xp_catalog
 
     extra = list(kwargs.pop("extra_columns", ()))
     if "phot_g_mean_mag" not in extra and "phot_g_mean_mag" in _xp_column_names(path, kwargs):
         extra.append("phot_g_mean_mag")  # e.g. GaiaXPy's reduced files carry G
     xp = read_xp_continuous(path, extra_columns=extra, **kwargs)
-    if photometry is not None and not isinstance(photometry, Catalog):
-        if isinstance(photometry, (str, Path)):
-            from astropy.table import Table
-            photometry = Table.read(photometry)
-        photometry = gaia_photometry(photometry)
-    return xp_catalog(xp, photometry=photometry, n_coefficients=n_coefficients)
+    check_xp_continuous_scale(xp)
+    cat = xp_catalog(xp, photometry=photometry, n_coefficients=n_coefficients)
+    check_gnorm_scale(cat, str(path))
+    return cat
 
 
 def _xp_column_names(path: Path, kwargs) -> set[str]:

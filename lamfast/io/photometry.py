@@ -14,7 +14,8 @@ def g_flux(g_mag) -> np.ndarray:
 
 
 def gnorm(coefficients, g_mag) -> np.ndarray:
-    """XP coefficients [N, K] divided by each star's G flux [N] (the paper's inputs)."""
+    """XP coefficients [N, K] in the archive's e-/s divided by each star's G flux [N]:
+    the paper's "gnorm" units, the model's inputs (see :mod:`lamfast.io.xp_units`)."""
     return np.asarray(coefficients, dtype=np.float64) / g_flux(g_mag)[:, None]
 
 

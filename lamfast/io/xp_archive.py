@@ -9,6 +9,11 @@ in chunks of whole lines; :func:`read_xp_continuous_reference` does the same wit
 All formats of the same stars give identical arrays: coefficients float64, errors,
 correlations and standard deviations float32 (the archive's types).
 
+Units: these files hold the archive's e-/s and are read as such, never rescaled here
+(``meta["xp_units"] == "flux"``); :func:`lamfast.io.xp_continuous.xp_catalog` divides by
+the G flux. :func:`lamfast.io.read_catalog` checks the values are on the e-/s scale
+(:func:`lamfast.io.xp_continuous.check_xp_continuous_scale`).
+
 Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO.
 """
 
@@ -306,7 +311,7 @@ def _from_arrays(arrays: dict, extra_columns, path, fmt) -> XpContinuous:
     arrays.setdefault("rp_coefficient_correlations", None)
     return XpContinuous(**arrays,
                         extra={c: extra[:, i].copy() for i, c in enumerate(extra_columns)},
-                        meta={"path": str(path), "format": fmt, "units": "e-/s (archive)"})
+                        meta={"path": str(path), "format": fmt, "xp_units": "flux"})
 
 
 def _read_text_reference(path, fmt, correlations, extra_columns) -> XpContinuous:
@@ -413,10 +418,11 @@ def _ref_bad(x: str, where: str):
 # ---- writing the archive's text layout -------------------------------------------------
 
 def write_xp_continuous(xp: XpContinuous, path: str | Path, *, format: str | None = None) -> None:
-    """Write ``xp`` as the archive does: CSV with "(v1, v2, ...)" arrays or ECSV with
-    "[v1,v2,...]" arrays (gzipped if the name ends in .gz). Numbers are written in their
-    shortest round-trip form (float32 columns as float32), so reading the file back gives
-    the same arrays; a band whose coefficients are all NaN is written as empty cells.
+    """Write ``xp`` (e-/s, as every XpContinuous) as the archive does: CSV with
+    "(v1, v2, ...)" arrays or ECSV with "[v1,v2,...]" arrays (gzipped if the name ends in
+    .gz). Numbers are written in their shortest round-trip form (float32 columns as
+    float32), so reading the file back gives the same arrays; a band whose coefficients
+    are all NaN is written as empty cells.
     Meant for subsets, tests and benchmarks: this writer is plain Python."""
     import gzip
 

@@ -2,6 +2,12 @@
 :mod:`lamfast.io.xp_archive`), and :func:`xp_catalog`, its coefficients in the paper's gnorm
 units as a :class:`~lamfast.io.Catalog` of model columns.
 
+Units are fixed by the type, never guessed: an :class:`XpContinuous` holds the archive's
+e-/s (``meta["xp_units"] == "flux"``), a Catalog from :func:`xp_catalog` gnorm
+(``meta["xp_units"] == "gnorm"``). :func:`check_xp_continuous_scale` and
+:func:`check_gnorm_scale` say so loudly where values read from a file disagree
+(:mod:`lamfast.io.xp_units`).
+
 Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO.
 """
 
@@ -12,8 +18,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from .catalog import Catalog
+from .catalog import Catalog, join_rows
 from .photometry import g_flux
+from .xp_units import check_xp_scale
 
 N_BASES = 55                                   # coefficients per band (DR3)
 N_CORRELATIONS = N_BASES * (N_BASES - 1) // 2  # 1485, np.tril_indices(55, -1) order
@@ -138,8 +145,7 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
     n = len(xp)
     joined = None
     if photometry is not None:
-        index = _join_index(xp.source_id, photometry.source_id)
-        joined = _take_rows(photometry, index)
+        joined = join_rows(photometry, xp.source_id)
     if g_mag is None:
         if joined is not None and "phot_g_mean_mag" in joined.extra:
             g_mag = joined.extra["phot_g_mean_mag"]
@@ -169,7 +175,7 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
              "rp_n_relevant_bases": xp.rp_n_relevant_bases,
              "bp_standard_deviation": xp.bp_standard_deviation,
              "rp_standard_deviation": xp.rp_standard_deviation, **xp.extra}
-    meta = {**xp.meta, "xp_units": "gnorm: coefficient / G flux [e-/s]"}
+    meta = {**xp.meta, "xp_units": "gnorm"}
     if joined is not None:
         columns += joined.columns
         values = np.concatenate([values, joined.values], axis=1)
@@ -179,37 +185,25 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
     return Catalog(columns, values, errors, xp.source_id.copy(), meta, extra)
 
 
-def _join_index(target: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """int64 [len(target)]: row of ``source`` with the same id, -1 where none."""
-    if len(source) == 0:
-        return np.full(len(target), -1, np.int64)
-    order = np.argsort(source, kind="stable")
-    sorted_ids = source[order]
-    dup = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
-    if dup.size:
-        raise ValueError(f"photometry has duplicate source_id {dup[0]}")
-    pos = np.minimum(np.searchsorted(sorted_ids, target), len(source) - 1)
-    return np.where(sorted_ids[pos] == target, order[pos], -1).astype(np.int64)
+def check_xp_continuous_scale(xp: XpContinuous) -> None:
+    """ValueError (naming the file of ``xp.meta["path"]`` and the column) if bp0 or rp0 of
+    these archive rows are not on the scale of e-/s, e.g. gnorm values written into an
+    archive-format file, which :func:`xp_catalog` would divide by the G flux once more."""
+    where = xp.meta.get("path", "XP_CONTINUOUS rows")
+    for band in BANDS:
+        check_xp_scale(getattr(xp, f"{band}_coefficients")[:, 0], "flux",
+                       f"{where}: column '{band}_coefficients'", f"{band}0",
+                       "the Gaia archive's XP_CONTINUOUS (CSV, ECSV, FITS, VOTable) holds e-/s",
+                       "Coefficients already in gnorm units go to lamfast in Parquet "
+                       "(lamfast.io.write_parquet, which declares them) or the paper's HDF5 layout.")
 
 
-def _take_rows(cat: Catalog, index: np.ndarray) -> Catalog:
-    """Rows of ``cat`` by index; -1 gives an all-missing row (NaN values, NaN floats)."""
-    missing = index < 0
-    safe = np.where(missing, 0, index)
-    if len(cat) == 0:
-        values = np.full((len(index), len(cat.columns)), np.nan, np.float32)
-        return Catalog(cat.columns, values, values.copy(), np.full(len(index), -1, np.int64),
-                       dict(cat.meta), {k: np.full(len(index), np.nan) for k in cat.extra})
-    values = cat.values[safe]
-    errors = cat.errors[safe]
-    values[missing] = np.nan
-    errors[missing] = np.nan
-    extra = {}
-    for k, a in cat.extra.items():
-        a = np.asarray(a)[safe]
-        if missing.any():
-            a = a.astype(np.float64) if a.dtype.kind in "iub" else a
-            if a.dtype.kind == "f":
-                a[missing] = np.nan
-        extra[k] = a
-    return Catalog(cat.columns, values, errors, cat.source_id[safe], dict(cat.meta), extra)
+def check_gnorm_scale(catalog: Catalog, where: str) -> None:
+    """ValueError if bp0 or rp0 of ``catalog`` (just gnormed from the archive's e-/s with
+    phot_g_mean_mag) are not on the gnorm scale: a G that is not Gaia's G magnitude."""
+    for token in ("bp0", "rp0"):
+        if token in catalog.columns:
+            check_xp_scale(catalog.column(token), "gnorm", f"{where}: column {token!r}", token,
+                           "they were divided by the G flux from phot_g_mean_mag",
+                           "phot_g_mean_mag must be each star's Gaia G magnitude [mag] "
+                           "(a flux or another band gives this).")
