@@ -75,7 +75,8 @@ def test_list_columns_in_file(rng, tmp_path):
 
 
 def test_foreign_file(rng, tmp_path):
-    """A file written without lamfast: variable lists, token-named scalars, other columns."""
+    """A file written without lamfast (its gnorm units declared): variable lists,
+    token-named scalars, other columns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -85,16 +86,16 @@ def test_foreign_file(rng, tmp_path):
                   "bp_coefficients": pa.array(list(coef)),
                   "teff": rng.uniform(4000, 6000, n), "teff_err": rng.uniform(10, 50, n),
                   "ra": rng.uniform(0, 360, n)})
-    pq.write_table(t, tmp_path / "f.parquet")
+    pq.write_table(t.replace_schema_metadata({b"lamfast.xp_units": b"gnorm"}), tmp_path / "f.parquet")
     cat = read_parquet(tmp_path / "f.parquet")
     assert cat.columns == ["bp0", "bp1", "bp2", "teff"]
     assert np.array_equal(cat.values[:, :3], coef)
     assert np.isnan(cat.errors[:, :3]).all()
     assert list(cat.extra) == ["ra"]
-    ragged = pa.table({"source_id": pa.array([1, 2], pa.int64()),
-                       "rp_coefficients": pa.array([[1.0, 2.0], [3.0]])})
+    ragged = pa.table({"source_id": pa.array([1, 2, 3], pa.int64()),
+                       "rp_coefficients": pa.array([[1.0, 2.0], [], [3.0]])})  # [] = missing band
     pq.write_table(ragged, tmp_path / "r.parquet")
-    with pytest.raises(ValueError, match=r"r.parquet: row 1, column 'rp_coefficients': 1 values"):
+    with pytest.raises(ValueError, match=r"r.parquet: row 2, column 'rp_coefficients': 1 values"):
         read_parquet(tmp_path / "r.parquet")
     pq.write_table(pa.table({"teff": [1.0]}), tmp_path / "n.parquet")
     with pytest.raises(ValueError, match="no 'source_id'"):
@@ -124,7 +125,8 @@ def test_non_numeric_cell_names_file_column_and_row(rng, tmp_path):
     teff[9] = "x"
     bp = [[1.0, 2.0]] * 12
     table = pa.table({"source_id": pa.array(range(12), pa.int64()), "teff": teff, "logg": [1.5] * 12,
-                      "bp_coefficients": pa.array(bp, pa.list_(pa.float32(), 2))})
+                      "bp_coefficients": pa.array(bp, pa.list_(pa.float32(), 2))}
+                     ).replace_schema_metadata({b"lamfast.xp_units": b"gnorm"})
     pq.write_table(table, tmp_path / "c.parquet", row_group_size=4)
     with pytest.raises(ValueError, match=r"c.parquet: row 9, column 'teff': 'x' is not a number"):
         read_parquet(tmp_path / "c.parquet")
