@@ -12,6 +12,12 @@ Layout (N stars; NaN = missing)::
     raw/{bprp, jh, jk, g_fakemag, logc19, parallax, teff, logg, m_h}(_err)  float [N]
     raw/phot_g_mean_mag                           float [N]
 
+Units: the names say them (``xp_coeffs``: e-/s, ``xp_coeffs_gnorm``: gnorm); lamfast's
+writer also sets the attribute ``lamfast.xp_units`` ("flux" / "gnorm") on each of the four
+coefficient datasets. The reader takes ``raw/xp_coeffs_gnorm`` and checks it: an attribute
+other than "gnorm", or bp0/rp0 of the rows read off the gnorm scale, gives a ValueError
+(:mod:`lamfast.io.xp_units`).
+
 ``logc19`` is the ``logebv`` token. Reading applies the authors' training-script
 conventions: the relevancy of coefficient 51 is copied to 52-54 (and 106 to 107-109)
 before irrelevant coefficients are blanked; optionally NaN label errors become 0.
@@ -27,6 +33,7 @@ import numpy as np
 from ..vocab import PAPER_TOKENS, XP
 from .catalog import Catalog
 from .photometry import g_flux
+from .xp_units import XP_UNITS_KEY, check_units_name, check_xp_scale
 
 # token name -> dataset name in group "raw" (the scalar tokens)
 SCALAR_DATASETS = {"bprp": "bprp", "jh": "jh", "jk": "jk", "teff": "teff", "logg": "logg",
@@ -69,6 +76,10 @@ def read_paper_hdf5(path: str | os.PathLike, rows: slice | None = None, *, relev
         coeffs = _require(raw, path, "xp_coeffs_gnorm", "raw/")
         if coeffs.ndim != 2 or coeffs.shape != (n_total, len(XP)):
             raise ValueError(f"{path}: raw/xp_coeffs_gnorm must be [{n_total}, {len(XP)}], got {coeffs.shape}")
+        declared = coeffs.attrs.get(XP_UNITS_KEY)
+        if declared is not None and check_units_name(declared, f"{path}: raw/xp_coeffs_gnorm") != "gnorm":
+            raise ValueError(f"{path}: raw/xp_coeffs_gnorm declares {XP_UNITS_KEY}={declared!r}; "
+                             "this dataset must hold gnorm coefficients (e-/s go to raw/xp_coeffs)")
         missing = []
 
         def read(name, shape_tail=()):
@@ -84,6 +95,11 @@ def read_paper_hdf5(path: str | os.PathLike, rows: slice | None = None, *, relev
         values = np.full((n, len(PAPER_TOKENS)), np.nan, dtype=np.float32)
         errors = np.full_like(values, np.nan)
         values[:, :len(XP)] = coeffs[start:stop]
+        for j in (0, len(XP) // 2):   # bp0, rp0
+            check_xp_scale(values[:, j], "gnorm", f"{path}: dataset 'raw/xp_coeffs_gnorm' (rows {start}:{stop})",
+                           XP[j], "the paper's layout keeps gnorm coefficients in raw/xp_coeffs_gnorm",
+                           "Write e-/s coefficients to raw/xp_coeffs and their gnorm (divided by the G flux) "
+                           "here, e.g. with lamfast.io.paper_hdf5.write_paper_hdf5 from lamfast.io.xp_catalog.")
         err = read("xp_coeffs_gnorm_err", (len(XP),))
         if err is not None:
             errors[:, :len(XP)] = err
@@ -143,9 +159,10 @@ class PaperHDF5Writer:
     ...     for cat in chunks:
     ...         w.append(cat)
 
-    Each catalogue needs the 110 XP token columns (gnorm units); the scalar tokens are
-    optional (NaN when absent). ``extra`` may hold ``phot_g_mean_mag`` (then raw
-    ``xp_coeffs`` = gnorm x G flux are written too), ``parallax(_err)``,
+    Each catalogue needs the 110 XP token columns (gnorm units: bp0/rp0 off that scale
+    give a ValueError); the scalar tokens are optional (NaN when absent). ``extra`` may
+    hold ``phot_g_mean_mag`` (then raw ``xp_coeffs`` = gnorm x G flux are written too),
+    ``parallax(_err)``,
     ``2mass_designation``, ``split`` (0 train, 1 validation, 2 test; -1 when absent) and
     ``source_row`` (row of the star in the file the catalogue was built from).
     """
@@ -189,6 +206,10 @@ class PaperHDF5Writer:
                              "(the paper layout needs all 110)")
         xp_cols = [idx[c] for c in XP]
         coeffs, coeff_err = catalog.values[:, xp_cols], catalog.errors[:, xp_cols]
+        for j in (0, len(XP) // 2):
+            check_xp_scale(coeffs[:, j], "gnorm", f"writing {self.path}: catalogue column {XP[j]!r}", XP[j],
+                           "a Catalog holds gnorm coefficients and raw/xp_coeffs_gnorm is declared so",
+                           "Convert the archive's e-/s with lamfast.io.xp_catalog (divides by the G flux).")
         nan = np.full(n, np.nan, dtype=np.float32)
         self._put("gaia_source_id", catalog.source_id, np.int64, 0)
         tmass = catalog.extra.get("2mass_designation", np.full(n, ""))
@@ -199,10 +220,10 @@ class PaperHDF5Writer:
             self._put("source_row", catalog.extra["source_row"], np.int64, -1)
         g_mag = np.asarray(catalog.extra.get("phot_g_mean_mag", nan), dtype=np.float64)
         gf = g_flux(g_mag)[:, None]
-        self._put("raw/xp_coeffs", coeffs * gf)
-        self._put("raw/xp_coeffs_err", coeff_err * gf)
-        self._put("raw/xp_coeffs_gnorm", coeffs)
-        self._put("raw/xp_coeffs_gnorm_err", coeff_err)
+        for name, data, units in (("xp_coeffs", coeffs * gf, "flux"), ("xp_coeffs_err", coeff_err * gf, "flux"),
+                                  ("xp_coeffs_gnorm", coeffs, "gnorm"), ("xp_coeffs_gnorm_err", coeff_err, "gnorm")):
+            self._put(f"raw/{name}", data)
+            self._file[f"raw/{name}"].attrs[XP_UNITS_KEY] = units
         self._put("raw/xp_relevancy", ~np.isnan(coeffs), bool, False)
         for token, name in SCALAR_DATASETS.items():
             j = idx.get(token)
@@ -232,6 +253,7 @@ def write_paper_hdf5(path: str | os.PathLike, catalog: Catalog, **kwargs) -> Non
         if len(catalog) == 0:  # still a valid, empty file
             w._put("gaia_source_id", np.empty(0, np.int64), np.int64, 0)
             w._put("raw/xp_coeffs_gnorm", np.empty((0, len(XP)), np.float32))
+            w._file["raw/xp_coeffs_gnorm"].attrs[XP_UNITS_KEY] = "gnorm"
 
 
 def _require(group, path, name, prefix=""):
