@@ -17,6 +17,7 @@ with --data (so a small and a full test split never overwrite each other).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -58,14 +59,18 @@ def test_stars(path: str | None):
     return cat.rows((cat.extra["split"] == 2) & np.isfinite(x).all(axis=1))
 
 
-def timed(fn, repeats: int):
-    """Median wall seconds of ``repeats`` calls of fn (after one untimed) and its last result."""
-    result, times = fn(), []
+def timed_interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """Median wall seconds of ``repeats`` calls of each fn, the fns taking turns so a load
+    that comes and goes on a shared machine slows each alike; and each fn's first
+    (untimed, warm-up) result."""
+    results = {name: fn() for name, fn in fns.items()}
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}, results
 
 
 def main(argv=None) -> int:
@@ -77,19 +82,19 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="default", help="'default' (shipped) or a saved model folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of torch")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per precision")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per precision, interleaved")
     args = p.parse_args(argv)
 
     device = torch_device(args.device, args.threads)
+    load = os.getloadavg()[0]            # a shared machine's other work slows every timing
     stars = test_stars(args.data)
     x = stars.select(list(HEADLINE_INPUTS))
     truth = {k: stars.column(k).astype(np.float64) for k in LABELS}
     model = LAM.load(args.model)
-    runs = {}                                        # precision -> (value, error, seconds)
-    for precision in PRECISIONS:
-        seconds, (value, error) = timed(lambda: predict_labels(
-            model, x.values, x.columns, LABELS, precision, device=str(device)), args.repeats)
-        runs[precision] = value, error, seconds
+    seconds, predictions = timed_interleaved(
+        {p: (lambda p=p: predict_labels(model, x.values, x.columns, LABELS, p, device=str(device)))
+         for p in PRECISIONS}, args.repeats)
+    runs = {p: (*predictions[p], seconds[p]) for p in PRECISIONS}   # -> (value, error, seconds)
     fp32, fp32_error, fp32_s = runs["fp32"]
     rows = []
     for precision, (low, low_error, seconds) in runs.items():
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
     table = "precision_gate" if args.data is None else f"precision_gate-{slug(Path(args.data).stem)}"
     write_table(table, rows, device=str(device), title="Precision gate on real test stars",
                 notes=notes, extra_stamp={"threads": args.threads, "stars": len(stars), "data": name,
-                                          "model": model_name})
+                                          "model": model_name, "load_avg_1min": f"{load:.1f}"})
     return 0
 
 
