@@ -190,6 +190,8 @@ def _label_gate(k, truth, fp32, fp32_error, low, low_error, null_draws) -> Label
     error_p99 = float("nan")
     if low_error is not None:
         e = _column(low_error, k, "low_error")
+        if e.shape != t.shape:
+            raise ValueError(f"low_error[{k!r}] has shape {e.shape}, truth[{k!r}] {t.shape}")
         error_p99 = float(np.percentile(np.abs(e[kept] / s[kept] - 1), SHIFT_PERCENTILE))
     d_fp32, d_low = t[scored] - f[scored], t[scored] - lo[scored]          # [M]
     scatter, bias = robust_scatter(d_fp32), float(np.median(d_fp32))
@@ -207,12 +209,16 @@ def _noise_floor(d: np.ndarray, delta: np.ndarray, scatter: float, bias: float,
     signs (0, 0 when ``draws`` is 0)."""
     if draws == 0:
         return 0.0, 0.0
-    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(draws, d.size))     # [D, M]
-    null = d[None, :] + signs * delta[None, :]
-    med = np.median(null, axis=1)                                                   # [D]
-    ratio = robust_scatter(null, axis=1) / scatter
-    return (float(np.percentile(ratio, NULL_QUANTILE)),
-            float(np.percentile(np.abs(med - bias) / scatter, NULL_QUANTILE)))
+    rng = np.random.default_rng(0)
+    step = max(1, (1 << 22) // max(d.size, 1))       # draws per block: ~32 MB of null residuals
+    ratio, moved = [], []
+    for start in range(0, draws, step):
+        signs = rng.choice([-1.0, 1.0], size=(min(step, draws - start), d.size))    # [D, M]
+        null = d[None, :] + signs * delta[None, :]
+        ratio.append(robust_scatter(null, axis=1) / scatter)                        # [D]
+        moved.append(np.abs(np.median(null, axis=1) - bias) / scatter)
+    return (float(np.percentile(np.concatenate(ratio), NULL_QUANTILE)),
+            float(np.percentile(np.concatenate(moved), NULL_QUANTILE)))
 
 
 def _column(d: Mapping[str, np.ndarray], k: str, name: str) -> np.ndarray:
