@@ -280,6 +280,9 @@ def test_label_with_photometry_equals_paper_layout(realdata, model_dir, rng, tmp
     # rows 1 and 4 have no G: their XP is missing but BP-RP labels them; row 5 has nothing
     assert np.isfinite(got["teff"][[1, 4]]).all() and not got["no_input"][[1, 4]].any()
     assert np.flatnonzero(got["no_input"]).tolist() == [5]
+    assert np.flatnonzero(got["no_g"]).tolist() == [1, 4, 5] and "no_g" not in want   # an XP-only column
+    table = Table.read(tmp_path / "xp.parquet")
+    assert table.colnames == list(got) and "could not be gnormed" in table["no_g"].description
     assert s.no_g == meta["no_g_rows"] == 3 and s.output_no_g == 3
     assert s.photometry_joined == [7, 3] and [p["stars_joined"] for p in meta["photometry"]] == [7, 3]
     assert [p["file"] for p in meta["photometry"]] == [str(f.resolve()) for f in files]
@@ -392,7 +395,7 @@ def test_real_apogee_photometry_through_label(realdata, model_dir, rng, tmp_path
     assert np.array_equal(got["source_id"], ids)
     for c in ("teff", "teff_error", "logg", "m_h", "no_input"):
         assert np.array_equal(got[c], want[c], equal_nan=True), c
-    assert np.isfinite(got["teff"]).all() and s.no_g == 0
+    assert np.isfinite(got["teff"]).all() and s.no_g == 0 and not got["no_g"].any()
     in_tmass = np.isin(ids, tmass["source_id"]).sum()
     assert s.photometry_joined == [n, in_tmass] and in_tmass < n
     assert [p["stars_joined"] for p in meta["photometry"]] == [n, in_tmass]

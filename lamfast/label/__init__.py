@@ -14,7 +14,7 @@ front, :func:`output_lock` held for the job, :func:`make_plan`, :func:`parts_dir
 names are reached with ``from lamfast.label import ...``.
 """
 
-from .output import (FLAG_COLUMN, HDF5_TABLE, METADATA_KEY, OUTPUT_FORMATS, WRITE_ROWS, check_coverage,
+from .output import (FLAG_COLUMN, HDF5_TABLE, METADATA_KEY, NO_G_COLUMN, OUTPUT_FORMATS, WRITE_ROWS, check_coverage,
                      check_overwrite, check_writer, finished_output, merge, output_format, read_output,
                      read_output_metadata)
 from .lock import OutputLockedError, lock_path, output_lock
@@ -25,7 +25,7 @@ from .run import UNIT_SLEEP_ENV, label, model_input_columns, photometry_join, re
 from .summary import LabelSummary
 
 __all__ = [
-    "FLAG_COLUMN", "HDF5_TABLE", "LabelPlan", "LabelSummary", "METADATA_KEY", "OUTPUT_FORMATS", "PLAN_FILE",
+    "FLAG_COLUMN", "HDF5_TABLE", "LabelPlan", "LabelSummary", "METADATA_KEY", "NO_G_COLUMN", "OUTPUT_FORMATS", "PLAN_FILE",
     "OutputLockedError", "checksum_path", "lock_path", "output_lock", "part_done", "part_problem", "remove_part",
     "PLAN_VERSION", "UNIT_SLEEP_ENV", "WRITE_ROWS", "WorkUnit", "check_coverage", "check_input_columns",
     "check_overwrite", "check_writer", "ensure_plan", "expand_inputs", "finished_output", "label", "make_plan",

@@ -4,7 +4,9 @@
 ``source_id`` int64, ``input_file`` int32 (index into the metadata's ``inputs``),
 ``input_row`` int64, ``<name>`` and ``<name>_error`` float32 per requested token (physical
 units, :func:`lamfast.units.unit_of`), ``no_input`` bool (the star has no usable input
-token: its predictions are NaN; it is never dropped). Metadata (JSON; Parquet schema key /
+token: its predictions are NaN; it is never dropped), and where an input is a Gaia XP
+file, ``no_g`` bool (the star has no G: its XP coefficients could not be gnormed and
+were missing; it was labelled from its other inputs). Metadata (JSON; Parquet schema key /
 HDF5 file attribute ``lamfast_label``): model name and sha256 of its weights, lamfast
 version, request, units, input columns, inputs, precision, devices used, the plan and its
 digest, ``photometry`` (each photometry file and the stars joined from it; empty without)
@@ -45,17 +47,21 @@ from .summary import LabelSummary
 METADATA_KEY = "lamfast_label"
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
 FLAG_COLUMN = "no_input"
+NO_G_COLUMN = "no_g"                  # in outputs of jobs with Gaia XP inputs
 WRITE_ROWS = 65536                    # rows per Parquet row group / HDF5 write of the output
 HDF5_TABLE = "labels"                 # the compound dataset of an HDF5 output
 HDF5_CHUNK_BYTES = 1 << 20            # HDF5 chunk size to aim at (fewer rows if the file is smaller)
 # Libraries that writing a format needs (module, pip package); astropy writes the headers.
 _WRITERS = {"parquet": (("pyarrow.parquet", "pyarrow"), ("astropy.table", "astropy")),
             "hdf5": (("h5py", "h5py"), ("astropy.table", "astropy"))}
-_FIXED_DTYPES = {"source_id": np.int64, "input_file": np.int32, "input_row": np.int64, FLAG_COLUMN: np.bool_}
+_FIXED_DTYPES = {"source_id": np.int64, "input_file": np.int32, "input_row": np.int64, FLAG_COLUMN: np.bool_,
+                 NO_G_COLUMN: np.bool_}
 _DESCRIPTIONS = {"source_id": "source_id of the input row",
                  "input_file": "index of the input file in the metadata's inputs",
                  "input_row": "row of the input file (0-based)",
-                 FLAG_COLUMN: "the star has no usable input value: its predictions are NaN"}
+                 FLAG_COLUMN: "the star has no usable input value: its predictions are NaN",
+                 NO_G_COLUMN: "Gaia XP row without G (phot_g_mean_mag): its XP coefficients could not be "
+                              "gnormed and were missing; labelled from its other inputs"}
 
 
 def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: bool = False) -> LabelSummary:
@@ -195,7 +201,7 @@ def read_output(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     if raw is None:
         raise ValueError(f"{path}: not written by lamfast label (no {METADATA_KEY!r} metadata)")
     meta = json.loads(raw)
-    return {c: columns[c] for c in _columns(meta["request"])}, meta
+    return {c: columns[c] for c in _columns(meta["request"], meta.get("no_g_column") is not None)}, meta
 
 
 def read_output_metadata(path: str | os.PathLike) -> dict | None:
@@ -228,7 +234,8 @@ def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str
             "max_tokens": plan.max_tokens, "precision": plan.precision, "computed_with": devices,
             "inputs": plan.inputs, "rows": rows, "flagged_rows": flagged,
             "flag_column": FLAG_COLUMN, "plan": plan.to_dict(), "plan_digest": plan.digest(),
-            "photometry": photometry, "no_g_rows": no_g}
+            "photometry": photometry, "no_g_rows": no_g,
+            "no_g_column": NO_G_COLUMN if "xp" in plan.formats else None}
 
 
 def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, int, np.ndarray]:
@@ -243,8 +250,8 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, in
     try:
         with np.load(path) as z:
             ids, rows, no_input, device = z["unit"], z["input_row"], z["no_input"], str(z["computed_with"])
-            # parts of lamfast before photometry joins have neither
-            no_g = int(z["no_g"]) if "no_g" in z.files else 0
+            # parts of units that are not XP (or of jobs without photometry) have neither
+            no_g = int(z["no_g"].sum()) if "no_g" in z.files else 0
             joined = z["photometry_joined"] if "photometry_joined" in z.files else np.zeros(0, np.int64)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: unreadable part ({e}); delete it and rerun with --resume") from None
@@ -274,42 +281,47 @@ def _remove_parts(parts: Path, n_units: int) -> None:
 
 # ---- the writers ----------------------------------------------------------------------------
 
-def _columns(request: Sequence[str]) -> list[str]:
-    return ["source_id", "input_file", "input_row"] + [c for r in request for c in (r, f"{r}_error")] + [FLAG_COLUMN]
+def _columns(request: Sequence[str], no_g: bool = False) -> list[str]:
+    return (["source_id", "input_file", "input_row"] + [c for r in request for c in (r, f"{r}_error")]
+            + [FLAG_COLUMN] + ([NO_G_COLUMN] if no_g else []))
 
 
-def _part_columns(part: dict, file_index: int, request: Sequence[str]) -> dict:
+def _part_columns(part: dict, file_index: int, request: Sequence[str], no_g: bool) -> dict:
     n = len(part["source_id"])
     cols = {"source_id": part["source_id"], "input_file": np.full(n, file_index, np.int32),
             "input_row": part["input_row"]}
     for j, r in enumerate(request):
         cols[r], cols[f"{r}_error"] = part["value"][:, j], part["error"][:, j]
     cols[FLAG_COLUMN] = part["no_input"].astype(bool)
+    if no_g:   # a part without no_g is of a file that is not XP (or of a lamfast before the column)
+        cols[NO_G_COLUMN] = part["no_g"].astype(bool) if "no_g" in part else np.zeros(n, bool)
     return cols
 
 
 class _Buffered:
     """Collects parts and writes them WRITE_ROWS rows at a time (bounded memory)."""
 
-    def __init__(self, request):
+    def __init__(self, request, metadata: dict):
         self.request = list(request)
+        self.no_g = metadata.get("no_g_column") is not None
+        self.columns = _columns(self.request, self.no_g)
         self.buffer: list[dict] = []
         self.buffered = 0
 
     def append(self, part: dict, file_index: int) -> None:
-        self.buffer.append(_part_columns(part, file_index, self.request))
+        self.buffer.append(_part_columns(part, file_index, self.request, self.no_g))
         self.buffered += len(part["source_id"])
         if self.buffered >= WRITE_ROWS:
             self.flush()
 
     def flush(self) -> None:
         if self.buffer:
-            self.write({c: np.concatenate([b[c] for b in self.buffer]) for c in _columns(self.request)})
+            self.write({c: np.concatenate([b[c] for b in self.buffer]) for c in self.columns})
         self.buffer, self.buffered = [], 0
 
 
-def _dtypes(request: Sequence[str]) -> list[tuple[str, type]]:
-    return [(c, _FIXED_DTYPES.get(c, np.float32)) for c in _columns(request)]
+def _dtypes(columns: Sequence[str]) -> list[tuple[str, type]]:
+    return [(c, _FIXED_DTYPES.get(c, np.float32)) for c in columns]
 
 
 def _unit_and_description(column: str) -> tuple[str | None, str]:
@@ -319,7 +331,7 @@ def _unit_and_description(column: str) -> tuple[str | None, str]:
     return unit_of(column), description_of(column)
 
 
-def _astropy_header(request: Sequence[str], metadata: dict) -> list[str]:
+def _astropy_header(columns: Sequence[str], metadata: dict) -> list[str]:
     """astropy's YAML table header (dtypes, units, descriptions, metadata but the plan),
     made by astropy from an empty table of the output's columns."""
     import astropy.units as u
@@ -327,7 +339,7 @@ def _astropy_header(request: Sequence[str], metadata: dict) -> list[str]:
     from astropy.table.meta import get_yaml_from_table
 
     table = Table()
-    for c, dtype in _dtypes(request):
+    for c, dtype in _dtypes(columns):
         unit, description = _unit_and_description(c)
         table[c] = Column(np.zeros(0, dtype), unit=None if unit is None else u.Unit(unit), description=description)
     table.meta[METADATA_KEY] = {k: v for k, v in metadata.items() if k != "plan"}
@@ -339,14 +351,14 @@ class _ParquetWriter(_Buffered):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        super().__init__(request)
+        super().__init__(request, metadata)
         fields = []
-        for c, dtype in _dtypes(self.request):
+        for c, dtype in _dtypes(self.columns):
             unit, description = _unit_and_description(c)
             info = {"description": description} | ({} if unit is None else {"unit": unit})
             fields.append(pa.field(c, pa.from_numpy_dtype(dtype), metadata=info))
         self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata),
-                                                  "table_meta_yaml": "\n".join(_astropy_header(request, metadata))})
+                                                  "table_meta_yaml": "\n".join(_astropy_header(self.columns, metadata))})
         self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self.rows = 0
 
@@ -370,8 +382,8 @@ class _HDF5Writer(_Buffered):
         import h5py
         from astropy.io.misc.hdf5 import meta_path
 
-        super().__init__(request)
-        self.dtype = np.dtype(_dtypes(self.request))
+        super().__init__(request, metadata)
+        self.dtype = np.dtype(_dtypes(self.columns))
         self.file = h5py.File(path, "w")
         self.file.attrs[METADATA_KEY] = json.dumps(metadata)
         chunk = max(1, min(rows, HDF5_CHUNK_BYTES // self.dtype.itemsize))
@@ -380,7 +392,7 @@ class _HDF5Writer(_Buffered):
                                               dtype=self.dtype, chunks=(chunk,), compression="gzip",
                                               compression_opts=4, shuffle=True)
         # Variable-length lines: a fixed-width string array would pad every line to the longest.
-        header = np.array([h.encode() for h in _astropy_header(request, metadata)], dtype=object)
+        header = np.array([h.encode() for h in _astropy_header(self.columns, metadata)], dtype=object)
         self.file.create_dataset(meta_path(HDF5_TABLE), data=header, dtype=h5py.string_dtype("ascii"))
         self.rows = 0
 

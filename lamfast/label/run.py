@@ -31,7 +31,8 @@ are joined to the XP inputs by source_id from these files
 worker, and shared by every unit; its memory is ~44 bytes per photometry star for
 gaia_source's columns, see that module). Stars a file lacks get its tokens missing, never
 dropped; a star without G keeps its colours but its XP coefficients cannot be gnormed and
-count as missing (counted in the summary and the output's ``no_g_rows``).
+count as missing (the output's ``no_g`` column, counted in the summary and the metadata's
+``no_g_rows``).
 
 Test hook: the environment variable ``LAMFAST_LABEL_UNIT_SLEEP`` (seconds) makes the job
 sleep after each unit it writes, so tests can kill it between units.
@@ -191,8 +192,10 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
             tm["write"] += t2 - t1
             summary.rows += len(no_input)
             summary.flagged += int(no_input.sum())
-            summary.no_g += loaded.no_g
-            summary.photometry_joined = [a + int(b) for a, b in zip(summary.photometry_joined, loaded.joined)]
+            if loaded.no_g is not None:
+                summary.no_g += int(loaded.no_g.sum())
+            if loaded.joined is not None:
+                summary.photometry_joined = [a + int(b) for a, b in zip(summary.photometry_joined, loaded.joined)]
             summary.units_done += 1
             bar.update(len(no_input))
             if sleep:
@@ -267,8 +270,8 @@ class _Loaded:
     prepared: object                # infer.PreparedChunk
     read_s: float
     tokenize_s: float
-    no_g: int                       # XP rows without G (coefficients missing)
-    joined: np.ndarray              # int64 [F]: rows found in each photometry file
+    no_g: np.ndarray | None         # bool [N]: XP rows without G (coefficients missing); None: not XP
+    joined: np.ndarray | None       # int64 [F]: rows found in each photometry file; None: no photometry
 
 
 def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None, photometry) -> _Loaded:
@@ -288,8 +291,8 @@ def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None, photomet
     prepared = predictor.prepare(batch)
     t2 = time.perf_counter()
     rows = unit.start + np.arange(len(cat), dtype=np.int64)
-    no_g = int(np.isnan(cat.extra["phot_g_mean_mag"]).sum()) if plan.formats[unit.file] == "xp" else 0
-    joined = cat.meta.get("photometry_joined", np.zeros(len(plan.photometry), np.int64))
+    no_g = np.isnan(cat.extra["phot_g_mean_mag"]) if plan.formats[unit.file] == "xp" else None
+    joined = cat.meta.get("photometry_joined", np.zeros(len(plan.photometry), np.int64)) if plan.photometry else None
     return _Loaded(i, cat.source_id, rows, prepared, t1 - t0, t2 - t1, no_g, joined)
 
 
@@ -314,12 +317,16 @@ def _input_matrix(cat, plan: LabelPlan, model, path: str) -> tuple[np.ndarray, l
 
 
 def _write_part(path: Path, index: int, unit: WorkUnit, loaded: _Loaded, value, error, computed_with: str) -> None:
+    extra = {}   # only where they apply: parts of other jobs stay as they were
+    if loaded.no_g is not None:
+        extra["no_g"] = np.asarray(loaded.no_g, bool)
+    if loaded.joined is not None:
+        extra["photometry_joined"] = np.asarray(loaded.joined, np.int64)
     commit_part(path, lambda f: np.savez(
         f, unit=np.array([index, unit.file, unit.start], dtype=np.int64),
         source_id=np.asarray(loaded.source_id, np.int64), input_row=loaded.input_row,
         value=value.astype(np.float32), error=error.astype(np.float32), no_input=loaded.prepared.no_input,
-        computed_with=np.array(computed_with), no_g=np.int64(loaded.no_g),
-        photometry_joined=np.asarray(loaded.joined, np.int64)))
+        computed_with=np.array(computed_with), **extra))
 
 
 def _progress_bar(total, enabled: bool):

@@ -62,5 +62,5 @@ class LabelSummary:
         if self.no_g:
             lines.append(f"\n  {self.no_g:,} stars have no G (phot_g_mean_mag) in the photometry or the XP "
                          "file: their XP coefficients cannot be gnormed and count as missing (they are "
-                         "labelled from their other inputs, or flagged no_input if none)")
+                         "labelled from their other inputs, or flagged no_input if none; column no_g)")
         return "".join(lines)
