@@ -157,6 +157,18 @@ def test_lookup_any_order_several_files(rng, tmp_path):
     assert joined.tolist() == [first.sum(), (known & ~first).sum(), in_tmass.sum()]
 
 
+def test_column_sets_overlapping_in_any_way(tmp_path):
+    """G in two column sets, j_m in two others: each star takes each value from the file
+    that has it."""
+    (tmp_path / "f1.csv").write_text("source_id,phot_g_mean_mag,j_m\n1,12,11\n")
+    (tmp_path / "f2.csv").write_text("source_id,phot_g_mean_mag\n2,13\n")
+    (tmp_path / "f3.csv").write_text("source_id,j_m,h_m\n2,12,11.5\n3,14,13.5\n")
+    cols, joined = PhotometryJoin([tmp_path / f"f{k}.csv" for k in (1, 2, 3)]).lookup(np.array([3, 2, 1]))
+    assert np.array_equal(cols["phot_g_mean_mag"], [np.nan, 13, 12], equal_nan=True)
+    assert cols["j_m"].tolist() == [14, 12, 11]
+    assert np.array_equal(cols["h_m"], [13.5, 11.5, np.nan], equal_nan=True) and joined.tolist() == [1, 1, 2]
+
+
 def test_duplicates(rng, tmp_path):
     t = _table(rng, [11, 12, 13])
     twice = t[[0, 1, 2, 1]]

@@ -127,7 +127,7 @@ class PhotometryJoin:
                 if name in out:
                     self._check_agree(name, ids, out[name], v, have[name] & found)
                     out[name] = np.where(found, v, out[name])
-                    have[name] |= found
+                    have[name] = have[name] | found   # a new array: columns of one group share ``found``
                 else:
                     out[name], have[name] = v, found
         for name, v in out.items():   # back to the order asked
