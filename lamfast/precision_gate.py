@@ -193,9 +193,13 @@ def _label_gate(k, truth, fp32, fp32_error, low, low_error, null_draws) -> Label
         if e.shape != t.shape:
             raise ValueError(f"low_error[{k!r}] has shape {e.shape}, truth[{k!r}] {t.shape}")
         error_p99 = float(np.percentile(np.abs(e[kept] / s[kept] - 1), SHIFT_PERCENTILE))
-    d_fp32, d_low = t[scored] - f[scored], t[scored] - lo[scored]          # [M]
+    d_fp32 = t[scored] - f[scored]                                         # [M]
+    delta = f[scored] - lo[scored]
+    # d_low as the null computes it (all signs +1), so a draw equal to the observed
+    # configuration scores bit for bit alike (the median of few stars takes few values)
+    d_low = d_fp32 + delta
     scatter, bias = robust_scatter(d_fp32), float(np.median(d_fp32))
-    ratio_floor, bias_floor = _noise_floor(d_fp32, d_low - d_fp32, scatter, bias, null_draws)
+    ratio_floor, bias_floor = _noise_floor(d_fp32, delta, scatter, bias, null_draws)
     return LabelGate(k, int(scored.sum()), int(has.sum()), int(lost.sum()),
                      scatter, robust_scatter(d_low), bias, float(np.median(d_low)),
                      float(np.percentile(shift, SHIFT_PERCENTILE)), error_p99,
