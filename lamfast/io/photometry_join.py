@@ -251,11 +251,12 @@ class _Source:
                 ecsv = f.read(len(ECSV_MAGIC)) == ECSV_MAGIC
             self.kind, self.header = "text", read_header(path, "ecsv" if ecsv else "csv")
             self.names = self.header.names
-        elif suffix in ("fits", "fit", "fts", "xml", "vot", "votable"):
+        elif suffix in ("fits", "fit", "fts"):
+            self.kind, self.table, self.names = "astropy", None, _fits_names(path)   # read in read()
+        elif suffix in ("xml", "vot", "votable"):
             from astropy.table import Table
 
-            fmt = {"format": "votable"} if suffix in ("xml", "vot", "votable") else {}
-            self.kind, self.table = "astropy", Table.read(path, **fmt)
+            self.kind, self.table = "astropy", Table.read(path, format="votable")
             self.names = list(self.table.colnames)
         else:
             raise ValueError(f"photometry file {path}: cannot tell the format from the name (.csv, "
@@ -342,6 +343,10 @@ class _Source:
         return _int64_ids(self.path, np.asarray(col.to_numpy()), name)
 
     def _read_astropy(self, sid_name: str, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if self.table is None:
+            from astropy.table import Table
+
+            self.table = Table.read(self.path, format="fits", memmap=True)   # only the used columns are copied
         sid = self.table[sid_name]
         if sid.dtype.kind not in "iu":
             raise ValueError(f"photometry file {self.path}: column {sid_name!r} must hold integer Gaia "
@@ -359,6 +364,17 @@ class _Source:
             # float32 stays float32 (exact); masked cells are NaN
             cols[name] = col.astype(np.float32 if col.dtype == np.float32 else np.float64).filled(np.nan)
         return ids, cols
+
+
+def _fits_names(path: Path) -> list[str]:
+    """Column names of the first binary table of a FITS file, from its header."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        for hdu in hdul[1:]:
+            if isinstance(hdu, fits.BinTableHDU):
+                return list(hdu.columns.names)
+    raise ValueError(f"photometry file {path}: no binary table in this FITS file")
 
 
 def _first_non_number(cells: list, integer: bool = False) -> tuple[int, str] | None:
