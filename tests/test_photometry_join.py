@@ -411,3 +411,21 @@ def test_real_apogee_photometry_through_label(realdata, model_dir, rng, tmp_path
     in_tmass = np.isin(ids, tmass["source_id"]).sum()
     assert s.photometry_joined == [n, in_tmass] and in_tmass < n
     assert [p["stars_joined"] for p in meta["photometry"]] == [n, in_tmass]
+
+
+def test_shards_then_merge_count_every_unit(realdata, model_dir, rng, tmp_path):
+    from lamfast.label import merge
+
+    xp = _real_xp(realdata)
+    files, ids = _photometry_of(realdata, rng, tmp_path)
+    out = tmp_path / "out.parquet"
+    kw = dict(photometry=files, model=model_dir, output=out, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        a = lamfast.label(xp, shard="0/2", **kw)
+        b = lamfast.label(xp, shard="1/2", **kw)
+    assert [x + y for x, y in zip(a.photometry_joined, b.photometry_joined)] == [7, 3] and a.no_g + b.no_g == 3
+    merged = merge(out)
+    cols, meta = read_output(out)
+    assert merged.output_no_g == meta["no_g_rows"] == 3 and np.array_equal(cols["source_id"], ids)
+    assert [p["stars_joined"] for p in meta["photometry"]] == [7, 3]
