@@ -7,6 +7,7 @@ from .batch import Batch, TrainingBatch
 # The package lamfast.label is bound here, then this rebinds the name to its function
 # label(); its other names stay reachable with `from lamfast.label import ...`.
 from .label import label
+from .label.frame import label_frame
 from .normalization import Normalizer
 from .sampler import sample_training, sample_training_reference
 from .tokenizer import tokenize, tokenize_reference
@@ -29,7 +30,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "label", "load",
-    "load_model", "predict", "sample_training", "sample_training_reference", "set_num_threads", "tokenize",
+    "Batch", "LAM", "LAMConfig", "Normalizer", "TrainingBatch", "Vocab", "get_num_threads", "label", "label_frame",
+    "load", "load_model", "predict", "sample_training", "sample_training_reference", "set_num_threads", "tokenize",
     "tokenize_reference",
 ]
