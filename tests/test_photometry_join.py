@@ -11,7 +11,7 @@ from _label_data import REQUEST, save_tiny_model, synthetic_catalog
 
 import lamfast
 import lamfast.cli
-from lamfast.io import gaia_photometry, read_catalog, read_xp_continuous, xp_catalog
+from lamfast.io import XpContinuous, gaia_photometry, read_catalog, read_xp_continuous, xp_catalog
 from lamfast.io.paper_hdf5 import write_paper_hdf5
 from lamfast.io.photometry_join import PhotometryJoin, read_photometry_file, read_xp_joined
 from lamfast.label import make_plan, read_output, read_unit
@@ -237,6 +237,30 @@ def test_xp_rows_joined_as_in_memory(realdata, rng, tmp_path):
         assert np.array_equal(got.errors, want.errors, equal_nan=True)
         assert joined.tolist() == [len(ids) - 1] * 2
         assert np.isnan(got.values[-1]).all() and np.isnan(got.extra["phot_g_mean_mag"][-1])
+
+
+def test_joined_xp_values_off_their_units_scale_are_refused(realdata, rng, tmp_path):
+    """The join path checks units as read_catalog does: gnorm values in an archive-format
+    file (they would be divided by the G flux twice) and a G that is not a magnitude."""
+    from lamfast.io import write_xp_continuous
+    from lamfast.io.photometry import g_flux
+
+    xp = read_xp_continuous(_real_xp(realdata)[0])
+    g = _g_of(xp)
+    t = _table(rng, xp.source_id, g)
+    join = PhotometryJoin([_write(t[GAIA_COLS], tmp_path / "g.csv")])
+    fake = XpContinuous.concatenate([xp])
+    fake.bp_coefficients /= g_flux(g)[:, None]
+    fake.rp_coefficients /= g_flux(g)[:, None]
+    write_xp_continuous(fake, tmp_path / "gnorm.csv")
+    with pytest.raises(ValueError, match=r"gnorm\.csv: column 'bp_coefficients': the median \|bp0\|"):
+        read_xp_joined(tmp_path / "gnorm.csv", join)
+    t["phot_g_mean_mag"] = g - 20.0                 # bright by 20 mag: gnorm values 1e8 too small
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the 0-25 mag warning
+        join = PhotometryJoin([_write(t[GAIA_COLS], tmp_path / "g_bad.csv")])
+    with pytest.raises(ValueError, match=r"column 'bp0'"):
+        read_xp_joined(_real_xp(realdata)[0], join)
 
 
 # ---- lamfast.label with photometry ------------------------------------------------------------

@@ -170,11 +170,12 @@ def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficie
     """
     from .dispatch import _xp_column_names
     from .xp_archive import read_xp_continuous
-    from .xp_continuous import xp_catalog
+    from .xp_continuous import check_gnorm_scale, check_xp_continuous_scale, xp_catalog
 
     path = Path(path)
     own_g = G_COLUMN in _xp_column_names(path, kwargs)
     xp = read_xp_continuous(path, extra_columns=[G_COLUMN] if own_g else [], **kwargs)
+    check_xp_continuous_scale(xp)  # gnorm values in an archive-format file: refused, as read_catalog does
     columns, joined = join.lookup(xp.source_id)
     g = columns.get(G_COLUMN, np.full(len(xp), np.nan))
     if own_g:
@@ -182,6 +183,7 @@ def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficie
     columns[G_COLUMN] = g
     phot = gaia_photometry({SOURCE_ID: xp.source_id, **columns}, need_tokens=False)
     cat = xp_catalog(xp, g_mag=g, n_coefficients=n_coefficients)
+    check_gnorm_scale(cat, str(path))  # a G that is not a magnitude
     extra = {**cat.extra, **phot.extra}
     meta = {**cat.meta, "photometry": {**phot.meta, "files": join.paths}}
     cat = Catalog(cat.columns + phot.columns, np.concatenate([cat.values, phot.values], axis=1),
