@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -118,3 +119,9 @@ def test_shards_cover_every_unit_exactly_once(n_units, n_jobs):
     flat = [u for s in shards for u in s]
     assert sorted(flat) == list(range(n_units)) == shard_units(n_units, None)
     assert max(map(len, shards)) - min(map(len, shards)) <= 1  # balanced
+
+
+@pytest.mark.parametrize("shard", [(-1, 4), (4, 4), (0, 0), (1, -2), ("a", 2)])
+def test_shard_units_refuses_a_shard_outside_its_range(shard):
+    with pytest.raises(ValueError, match="shard must be K/N"):
+        shard_units(10, shard)

@@ -272,7 +272,7 @@ def shard_units(n_units: int, shard: tuple[int, int] | None) -> list[int]:
     """Units of shard K of N: K, K+N, K+2N, ... (round robin: shards get similar work)."""
     if shard is None:
         return list(range(n_units))
-    k, n = shard
+    k, n = parse_shard(shard)  # a raw (K, N) is checked too: (-1, 4) would take the last unit
     return list(range(k, n_units, n))
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..columns import model_input_columns
 from .lock import output_lock
 from .output import check_overwrite, check_writer, finished_output, merge
 from .plan import LabelPlan, WorkUnit, make_plan, parse_shard, part_path, parts_dir, parts_folder, shard_units
@@ -248,16 +249,6 @@ def photometry_join(plan: LabelPlan):
             raise ValueError(f"photometry file {path} changed since the labelling plan was made "
                              f"({st.st_size} bytes now, {size} in the plan)")
     return PhotometryJoin(plan.photometry)
-
-
-def model_input_columns(model, request: Sequence[str]) -> list[str]:
-    """Tokens the model has normalisation stats for, minus the requested ones, most
-    informative first (:func:`lamfast.vocab.by_information`: the context cut keeps them)."""
-    from ..vocab import by_information
-
-    center = model.normalizer.center
-    return by_information(t for t in model.vocab.tokens
-                          if np.isfinite(center[model.vocab.id(t)]) and t not in request)
 
 
 # ---- one unit -------------------------------------------------------------------------------
