@@ -1,0 +1,148 @@
+"""Scaling of ``lamfast.label`` file to file: wall time, stars/s and peak RSS against catalogue size.
+
+Synthetic catalogues (``make_synthetic`` stars tiled with fresh source_ids, all 118 token
+columns and their errors, XP as Parquet list columns) of each size are written once to a
+temporary folder; each (model, size) pair is then labelled by a fresh child process that
+reports the wall time of its ``lamfast.label`` call and its peak RSS (VmHWM, which exec
+does not inherit from the parent, unlike ``ru_maxrss``). The paper's headline task: 63
+tokens in (bp0..29, rp0..29, jh, jk, bprp), Teff, logg and [M/H] out, Parquet out.
+
+- ``tiny``: a random-weights model of width 16, so the time is the pipeline's own
+  (read, tokenize, write; the model is a few percent of it).
+- ``default``: the shipped model (lamfast's real labelling rate on this machine). Sizes
+  beyond the first run only while the first size's rate predicts < ``--default-budget`` s.
+
+Checks printed under the table: time linear in N (seconds per star within 10 % over the
+sizes), peak RSS flat (within 10 % from 1e6 stars up), the pipeline >= 10x the default
+model's rate.
+
+    python -m benchmarks.bench_scale [--quick] [--sizes 1e5 1e6 3e6] [--default-sizes 1e5 1e6]
+        [--default-budget 180] [--threads 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lamfast
+from lamfast.vocab import HEADLINE_INPUTS
+
+from .bench_label import tiny_model, write_big_catalogue
+from .common import write_table
+
+INPUTS = list(HEADLINE_INPUTS)
+CHUNK_ROWS = 65536          # lamfast.label's default work-unit chunk
+WRITE_CHUNK = 262144        # stars per row group of the synthetic inputs
+
+_CHILD = """
+import json, re, sys, time, torch
+torch.set_num_threads(int(sys.argv[5]))
+import lamfast
+path, model, out, device, _, chunk = sys.argv[1:7]
+t0 = time.perf_counter()
+s = lamfast.label(path, model=model, output=out, columns=json.loads(sys.argv[7]), device=device,
+                  chunk_rows=int(chunk), progress=False)
+wall = time.perf_counter() - t0
+hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({"rows": s.output_rows, "wall_s": wall, "peak_rss_mb": hwm / 1024, **s.timings}))
+"""
+
+
+def label_in_child(path: Path, model: str, out: Path, device: str, threads: int) -> dict:
+    """One ``lamfast.label`` run in a fresh interpreter: rows, wall_s, peak_rss_mb, stage seconds."""
+    root = str(Path(lamfast.__file__).resolve().parents[1])       # the lamfast this process runs
+    path_env = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    argv = [str(path), model, str(out), device, str(threads), str(CHUNK_ROWS), json.dumps(INPUTS)]
+    run = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": path_env})
+    if run.returncode:
+        raise RuntimeError(f"labelling {path} with {model} failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def checks(rows: list[dict]) -> list[str]:
+    """The three questions of the benchmark, answered from the measured rows."""
+    lines = []
+    for model in ("tiny", "default"):
+        runs = [r for r in rows if r["model"] == model]
+        if len(runs) > 1:
+            per_star = [r["wall_s"] / r["stars"] for r in runs]
+            spread = max(per_star) / min(per_star)
+            lines.append(f"{model}: seconds per star over {runs[0]['stars']:,}..{runs[-1]['stars']:,} stars vary "
+                         f"{spread:.2f}x (linear within 10 %: {'yes' if spread <= 1.1 else 'no'}).")
+        big = [r for r in runs if r["stars"] >= 1_000_000]
+        if len(big) > 1:
+            growth = big[-1]["peak_rss_mb"] / big[0]["peak_rss_mb"]
+            lines.append(f"{model}: peak RSS {big[0]['peak_rss_mb']:.0f} MB at {big[0]['stars']:,} stars, "
+                         f"{big[-1]['peak_rss_mb']:.0f} MB at {big[-1]['stars']:,} ({growth:.2f}x; flat within "
+                         f"10 %: {'yes' if growth <= 1.1 else 'no'}).")
+    rate = {(r["model"], r["stars"]): r["stars_per_s"] for r in rows}
+    for (model, n), default_rate in rate.items():
+        if model == "default" and ("tiny", n) in rate:
+            ratio = rate[("tiny", n)] / default_rate
+            lines.append(f"At {n:,} stars the pipeline alone (tiny model) labels {ratio:.1f}x the stars/s of the "
+                         f"default model (>= 10x: {'yes' if ratio >= 10 else 'no'}).")
+    return lines
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=float, nargs="+", default=None, help="stars per catalogue (tiny model)")
+    p.add_argument("--default-sizes", type=float, nargs="*", default=None,
+                   help="sizes the shipped default model labels (each only while predicted < --default-budget)")
+    p.add_argument("--default-budget", type=float, default=180.0, help="seconds a default-model run may take")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the child (CPU)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="1e4 and 4e4 stars (well under a minute)")
+    args = p.parse_args(argv)
+    sizes = [int(n) for n in (args.sizes or ([10_000, 40_000] if args.quick else [100_000, 1_000_000, 3_000_000]))]
+    default_sizes = [int(n) for n in (args.default_sizes if args.default_sizes is not None
+                                      else [sizes[0]] if args.quick else [100_000, 1_000_000])]
+    rows, skipped = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tiny_model(folder / "tiny")
+        for n in sorted(set(sizes) | set(default_sizes)):
+            t0 = time.perf_counter()
+            write_big_catalogue(folder / f"stars_{n}.parquet", n, chunk=min(n, WRITE_CHUNK))
+            print(f"{n:,} stars written in {time.perf_counter() - t0:.0f} s", flush=True)
+        jobs = [("tiny", str(folder / "tiny"), n) for n in sizes] + [("default", "default", n) for n in default_sizes]
+        for model, model_path, n in jobs:
+            done = [r for r in rows if r["model"] == model]
+            if model == "default" and done and n / done[0]["stars_per_s"] > args.default_budget:
+                skipped.append(f"default model at {n:,} stars not run: {done[0]['stars_per_s']:,.0f} stars/s "
+                               f"predicts {n / done[0]['stars_per_s']:.0f} s > --default-budget "
+                               f"{args.default_budget:.0f} s.")
+                continue
+            out = folder / f"out_{model}_{n}.parquet"
+            r = label_in_child(folder / f"stars_{n}.parquet", model_path, out, args.device, args.threads)
+            out.unlink()
+            rows.append({"model": model, "stars": r["rows"], "wall_s": r["wall_s"],
+                         "stars_per_s": r["rows"] / r["wall_s"], "peak_rss_mb": r["peak_rss_mb"],
+                         **{f"{k}_s": r[k] for k in ("read", "tokenize", "model")}, "write_s": r["write"] + r["merge"]})
+            print(rows[-1], flush=True)
+    notes = [f"Synthetic stars in Parquet (all 118 token columns + errors, XP as list columns, zstd), "
+             f"{len(INPUTS)} input tokens (bp0..29, rp0..29, jh, jk, bprp) -> teff, logg, m_h, Parquet out; "
+             f"`lamfast.label` defaults (chunk {CHUNK_ROWS:,} rows, batch 256 stars on CPU, fp32 on CPU); one fresh "
+             f"child process per row, torch threads {args.threads}; wall_s = the `lamfast.label` call (model "
+             "load included, interpreter start not); peak RSS = the child's VmHWM. tiny = a width-16 random-weights "
+             "model (the pipeline's own cost); default = the shipped model. Stage seconds: read and tokenize run "
+             "on a background thread, overlapping the model.", *skipped, *checks(rows)]
+    try:
+        notes.append(f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: numbers are noisy).")
+    except OSError:
+        pass
+    write_table("scale", rows, device=args.device, title="Labelling at scale, file to file",
+                notes="\n\n".join(notes), quick=args.quick, extra_stamp={"torch_threads": args.threads})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
