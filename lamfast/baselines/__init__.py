@@ -1,1 +1,2 @@
-"""Comparison baselines: the XGBoost expert of the paper, the stock-PyTorch model."""
+"""Comparison baselines: the experts trained for exactly the task (XGBoost, as in the paper,
+and a supervised MLP), each tuned on the validation split, and the stock-PyTorch model."""

@@ -1,11 +1,12 @@
 """A supervised expert: a plain MLP trained for exactly the task (XP coefficients +
-colours -> Teff, logg, [M/H]), a stronger expert than boosted trees on these inputs.
+colours -> Teff, logg, [M/H]), the second expert next to the boosted trees.
 
 Inputs are those of the XGBoost expert, standardised the same way (training median and
 1.4826 MAD per column, :class:`lamfast.normalization.Normalizer`). Missing values: trees
 send a NaN down a learned default branch; the network gets the equivalent, a missing
 input set to 0 (the training median) plus a 0/1 "missing" input for each column that
-has missing values among the training stars. Labels are standardised by their training
+has missing values among the training stars (a gap, at prediction time, in a column
+that had none reads as the median). Labels are standardised by their training
 median and MAD; a star whose label is missing adds nothing to that label's loss (as it is
 left out of that label's tree fit).
 
