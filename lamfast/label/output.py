@@ -5,8 +5,8 @@
 ``input_row`` int64, ``<name>`` and ``<name>_error`` float32 per requested token (physical
 units, :func:`lamfast.units.unit_of`), ``no_input`` bool (the star has no usable input
 token: its predictions are NaN; it is never dropped), and where an input is a Gaia XP
-file, ``no_g`` bool (the star has no G: its XP coefficients could not be gnormed and
-were missing; it was labelled from its other inputs). Metadata (JSON; Parquet schema key /
+file or a Parquet file in e-/s, ``no_g`` bool (the star has no G: its XP coefficients
+could not be gnormed and were missing; it was labelled from its other inputs). Metadata (JSON; Parquet schema key /
 HDF5 file attribute ``lamfast_label``): model name and sha256 of its weights, lamfast
 version, request, units, input columns, inputs, precision, devices used, the plan and its
 digest, ``photometry`` (each photometry file and the stars joined from it; empty without)
@@ -47,7 +47,7 @@ from .summary import LabelSummary
 METADATA_KEY = "lamfast_label"
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
 FLAG_COLUMN = "no_input"
-NO_G_COLUMN = "no_g"                  # in outputs of jobs with Gaia XP inputs
+NO_G_COLUMN = "no_g"                  # in outputs of jobs with Gaia XP (or e-/s Parquet) inputs
 WRITE_ROWS = 65536                    # rows per Parquet row group / HDF5 write of the output
 HDF5_TABLE = "labels"                 # the compound dataset of an HDF5 output
 HDF5_CHUNK_BYTES = 1 << 20            # HDF5 chunk size to aim at (fewer rows if the file is smaller)
@@ -88,11 +88,13 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
     rows = flagged = no_g = 0
     joined = np.zeros(len(plan.photometry), np.int64)
     devices: set[str] = set()
+    with_no_g = "xp" in plan.formats   # and any e-/s Parquet input: its parts have no_g
     for i in range(len(plan.units)):  # first pass: check every part (small arrays only)
         n, f, device, g, j = _check_part(parts, i, plan)
-        rows, flagged, no_g, joined = rows + n, flagged + f, no_g + g, joined + j
+        rows, flagged, no_g, joined = rows + n, flagged + f, no_g + (g or 0), joined + j
+        with_no_g |= g is not None
         devices.add(device)
-    metadata = _output_metadata(plan, rows, flagged, sorted(devices), no_g, joined)
+    metadata = _output_metadata(plan, rows, flagged, sorted(devices), no_g, joined, with_no_g)
     try:
         with atomic_path(output) as tmp:   # a failed write (a full disk) leaves no partial OUT
             writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
@@ -225,8 +227,9 @@ def read_output_metadata(path: str | os.PathLike) -> dict | None:
 # ---- metadata, checking and removing parts ----------------------------------------------
 
 def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str], no_g: int,
-                     joined: np.ndarray) -> dict:
-    """The metadata stored in the output file of ``plan`` (see the module doc)."""
+                     joined: np.ndarray, with_no_g: bool) -> dict:
+    """The metadata stored in the output file of ``plan`` (see the module doc); ``with_no_g``:
+    the output has the no_g column."""
     photometry = [{"file": p, "stars_joined": int(n)} for p, n in zip(plan.photometry, joined)]
     return {"lamfast_version": __version__, "model": plan.model, "model_sha256": plan.model_sha256,
             "request": plan.request, "units": {n: unit_of(n) for n in plan.request},
@@ -235,12 +238,13 @@ def _output_metadata(plan: LabelPlan, rows: int, flagged: int, devices: list[str
             "inputs": plan.inputs, "rows": rows, "flagged_rows": flagged,
             "flag_column": FLAG_COLUMN, "plan": plan.to_dict(), "plan_digest": plan.digest(),
             "photometry": photometry, "no_g_rows": no_g,
-            "no_g_column": NO_G_COLUMN if "xp" in plan.formats else None}
+            "no_g_column": NO_G_COLUMN if with_no_g else None}
 
 
-def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, int, np.ndarray]:
-    """(rows, flagged rows, device/precision, rows without G, int64 [F] rows joined from each
-    photometry file) of unit i's part, after checking it is unit i."""
+def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, int | None, np.ndarray]:
+    """(rows, flagged rows, device/precision, rows without G (None: the part has no no_g, its
+    XP coefficients were not e-/s), int64 [F] rows joined from each photometry file) of unit
+    i's part, after checking it is unit i."""
     path = part_path(parts, i)
     unit = plan.units[i]
     problem = part_problem(path)
@@ -250,8 +254,8 @@ def _check_part(parts: Path, i: int, plan: LabelPlan) -> tuple[int, int, str, in
     try:
         with np.load(path) as z:
             ids, rows, no_input, device = z["unit"], z["input_row"], z["no_input"], str(z["computed_with"])
-            # parts of units that are not XP (or of jobs without photometry) have neither
-            no_g = int(z["no_g"].sum()) if "no_g" in z.files else 0
+            # parts of units not gnormed on reading (or of jobs without photometry) have neither
+            no_g = int(z["no_g"].sum()) if "no_g" in z.files else None
             joined = z["photometry_joined"] if "photometry_joined" in z.files else np.zeros(0, np.int64)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: unreadable part ({e}); delete it and rerun with --resume") from None
@@ -293,7 +297,7 @@ def _part_columns(part: dict, file_index: int, request: Sequence[str], no_g: boo
     for j, r in enumerate(request):
         cols[r], cols[f"{r}_error"] = part["value"][:, j], part["error"][:, j]
     cols[FLAG_COLUMN] = part["no_input"].astype(bool)
-    if no_g:   # a part without no_g is of a file that is not XP (or of a lamfast before the column)
+    if no_g:   # a part without no_g is of a file not gnormed on reading (or of a lamfast before the column)
         cols[NO_G_COLUMN] = part["no_g"].astype(bool) if "no_g" in part else np.zeros(n, bool)
     return cols
 

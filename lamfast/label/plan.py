@@ -68,7 +68,7 @@ class LabelPlan:
     precision: str                 # as asked ("auto", "fp32", "bf16")
     max_tokens: int
     chunk_rows: int
-    # Photometry files joined to the XP inputs by source_id (absolute paths), their sizes
+    # Photometry files joined to the XP and Parquet inputs by source_id (absolute paths), their sizes
     # and mtimes; empty without photometry (plans of earlier lamfast versions read as such).
     photometry: list[str] = field(default_factory=list)
     photometry_sizes: list[int] = field(default_factory=list)
@@ -137,8 +137,12 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     request, columns : as :func:`lamfast.label` takes them (checked against ``lam``).
     precision : as asked (``"auto"`` stays ``"auto"``: the plan does not depend on devices).
     chunk_rows : rows per work unit where the format can be read in parts.
-    photometry : None, or photometry files (or globs) to join to the Gaia XP inputs by
-        source_id (:mod:`lamfast.io.photometry_join`); ValueError if no input is an XP file.
+    photometry : None, or photometry files (or globs) to join to the Gaia XP and Parquet
+        inputs by source_id (:mod:`lamfast.io.photometry_join`); ValueError if no input is
+        one of those.
+
+    Every check that needs no data is done here, so that a job fails before computing:
+    photometry file headers, and each Parquet input's XP units (:func:`check_parquet_inputs`).
     """
     from ..infer import check_request, model_hash
     from ..resources import DEFAULT_MODEL, resolve_model
@@ -151,14 +155,16 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     name = DEFAULT_MODEL if str(model) == DEFAULT_MODEL else resolve_model(model).name
     stats = [p.stat() for p in paths]
     phot = expand_inputs(photometry, what="photometry file") if photometry is not None else []
-    if phot and "xp" not in formats:
-        raise ValueError("photometry files are joined to Gaia XP_CONTINUOUS inputs only, and no input "
-                         f"is one (formats: {sorted(set(formats))})")
+    if phot and not {"xp", "parquet"} & set(formats):
+        raise ValueError("photometry files are joined to Gaia XP_CONTINUOUS and Parquet inputs only, and "
+                         f"no input is one (formats: {sorted(set(formats))})")
+    phot_columns: set[str] = set()
     if phot:
         from ..io.photometry_join import check_photometry_file
 
         for p in phot:   # headers only: every job (and the Dask driver) fails before computing
-            check_photometry_file(p)
+            phot_columns.update(check_photometry_file(p))
+    check_parquet_inputs(paths, formats, "phot_g_mean_mag" in phot_columns, bool(phot))
     phot_stats = [p.stat() for p in phot]
     return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[s.st_size for s in stats],
                      mtimes=[s.st_mtime_ns for s in stats], units=units, request=request,
@@ -209,6 +215,25 @@ def plan_units(paths: Sequence[Path], chunk_rows: int) -> tuple[list[str], list[
         else:
             units.append(WorkUnit(k))
     return formats, units
+
+
+def check_parquet_inputs(paths: Sequence[Path], formats: Sequence[str], g_elsewhere: bool,
+                         photometry: bool = False) -> None:
+    """ValueError naming the file if a Parquet input's XP coefficients are e-/s (from its
+    schema alone) with no G to gnorm them: no phot_g_mean_mag column, and not
+    ``g_elsewhere`` (no photometry file gives G; ``photometry``: the job has photometry
+    files, for the message)."""
+    from ..io.parquet import check_parquet_xp_units
+
+    for path, fmt in zip(paths, formats):
+        if fmt != "parquet":
+            continue
+        try:
+            check_parquet_xp_units(path, photometry=g_elsewhere)
+        except ValueError as e:
+            none = "; none of this job's photometry files has phot_g_mean_mag" if photometry else ""
+            raise ValueError(f"{e} In lamfast label: give G by a photometry file with source_id and "
+                             f"phot_g_mean_mag (--photometry FILE; photometry=[FILE]){none}.") from None
 
 
 def _hdf5_rows(path: Path) -> int:

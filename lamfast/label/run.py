@@ -26,7 +26,8 @@ is one unit, so its own size bounds memory instead.
 
 **Photometry** (``photometry=[FILE, ...]``, ``--photometry``): the Gaia archive's XP
 files hold no photometry, so G (for gnorm), BP-RP, the 2MASS magnitudes and the parallax
-are joined to the XP inputs by source_id from these files
+are joined to the XP inputs (and to Parquet inputs: to gnorm an archive-style e-/s file
+without G, or to add colours to lamfast's gnorm files) by source_id from these files
 (:class:`lamfast.io.photometry_join.PhotometryJoin`: loaded once per job, or once per Dask
 worker, and shared by every unit; its memory is ~44 bytes per photometry star for
 gaia_source's columns, see that module). Stars a file lacks get its tokens missing, never
@@ -93,7 +94,7 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
         cores, else :func:`lamfast.get_num_threads`).
     progress : show a tqdm bar with stars/s.
     photometry : files (or globs) of Gaia photometry keyed by ``source_id`` (any table
-        lamfast reads), joined to the Gaia XP_CONTINUOUS inputs: ``phot_g_mean_mag`` (gnorm),
+        lamfast reads), joined to the Gaia XP_CONTINUOUS and Parquet inputs: ``phot_g_mean_mag`` (gnorm),
         ``bp_rp`` or ``phot_bp_mean_mag``/``phot_rp_mean_mag``, 2MASS ``j_m``/``h_m``/``ks_m``,
         ``parallax`` (see :mod:`lamfast.io.photometry_join`). Part of the plan: ``resume``
         refuses a changed set.
@@ -208,15 +209,20 @@ def run_units(plan: LabelPlan, indices: Sequence[int], predictor, parts: Path, *
 
 
 def read_unit(plan: LabelPlan, unit: WorkUnit, photometry=None):
-    """The :class:`lamfast.io.Catalog` of one work unit; an XP unit of a plan with photometry
-    files is joined to ``photometry`` (the plan's :func:`photometry_join`, loaded here if
-    None), its ``meta["photometry_joined"]`` the stars found in each file (int64 [F])."""
+    """The :class:`lamfast.io.Catalog` of one work unit; an XP or Parquet unit of a plan
+    with photometry files is joined to ``photometry`` (the plan's :func:`photometry_join`,
+    loaded here if None), its ``meta["photometry_joined"]`` the stars found in each file
+    (int64 [F])."""
     path = plan.inputs[unit.file]
     fmt = plan.formats[unit.file]
-    if fmt == "xp" and plan.photometry:
-        from ..io.photometry_join import read_xp_joined
+    if fmt in ("xp", "parquet") and plan.photometry:
+        from ..io.photometry_join import read_parquet_joined, read_xp_joined
 
-        cat, joined = read_xp_joined(path, photometry if photometry is not None else photometry_join(plan))
+        join = photometry if photometry is not None else photometry_join(plan)
+        if fmt == "xp":
+            cat, joined = read_xp_joined(path, join)
+        else:
+            cat, joined = read_parquet_joined(path, join, row_groups=list(range(*unit.row_groups)))
         cat.meta["photometry_joined"] = joined
     elif fmt == "paper_hdf5":
         from ..io.paper_hdf5 import read_paper_hdf5
@@ -261,7 +267,7 @@ class _Loaded:
     prepared: object                # infer.PreparedChunk
     read_s: float
     tokenize_s: float
-    no_g: np.ndarray | None         # bool [N]: XP rows without G (coefficients missing); None: not XP
+    no_g: np.ndarray | None         # bool [N]: rows without G (coefficients missing); None: not e-/s XP
     joined: np.ndarray | None       # int64 [F]: rows found in each photometry file; None: no photometry
 
 
@@ -282,7 +288,9 @@ def _load_unit(plan: LabelPlan, i: int, predictor, threads: int | None, photomet
     prepared = predictor.prepare(batch)
     t2 = time.perf_counter()
     rows = unit.start + np.arange(len(cat), dtype=np.int64)
-    no_g = np.isnan(cat.extra["phot_g_mean_mag"]) if plan.formats[unit.file] == "xp" else None
+    # the no_g flag where the XP coefficients were e-/s, gnormed on reading with each star's G
+    gnormed = plan.formats[unit.file] == "xp" or cat.meta.get("xp_units_in_file") == "flux"
+    no_g = np.isnan(cat.extra["phot_g_mean_mag"]) if gnormed else None
     joined = cat.meta.get("photometry_joined", np.zeros(len(plan.photometry), np.int64)) if plan.photometry else None
     return _Loaded(i, cat.source_id, rows, prepared, t1 - t0, t2 - t1, no_g, joined)
 
