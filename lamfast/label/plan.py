@@ -164,7 +164,7 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
 
         for p in phot:   # headers only: every job (and the Dask driver) fails before computing
             phot_columns.update(check_photometry_file(p))
-    check_parquet_inputs(paths, formats, "phot_g_mean_mag" in phot_columns, bool(phot))
+    check_parquet_inputs(paths, formats, phot_columns, bool(phot))
     phot_stats = [p.stat() for p in phot]
     return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[s.st_size for s in stats],
                      mtimes=[s.st_mtime_ns for s in stats], units=units, request=request,
@@ -217,19 +217,29 @@ def plan_units(paths: Sequence[Path], chunk_rows: int) -> tuple[list[str], list[
     return formats, units
 
 
-def check_parquet_inputs(paths: Sequence[Path], formats: Sequence[str], g_elsewhere: bool,
+def check_parquet_inputs(paths: Sequence[Path], formats: Sequence[str], phot_columns: set[str],
                          photometry: bool = False) -> None:
-    """ValueError naming the file if a Parquet input's XP coefficients are e-/s (from its
-    schema alone) with no G to gnorm them: no phot_g_mean_mag column, and not
-    ``g_elsewhere`` (no photometry file gives G; ``photometry``: the job has photometry
-    files, for the message)."""
-    from ..io.parquet import check_parquet_xp_units
+    """ValueError naming the file, from the Parquet inputs' schemas alone, if one's XP
+    coefficients are e-/s with no G to gnorm them (no phot_g_mean_mag column, and none in
+    ``phot_columns``, the columns the photometry files give; ``photometry``: the job has
+    photometry files, for the message), or if one has a token column that the photometry
+    adds (which to trust is the user's choice, never a silent one)."""
+    import pyarrow.parquet as pq
 
+    from ..io.parquet import check_parquet_xp_units, parquet_token_columns
+    from ..io.photometry_join import G_COLUMN, photometry_tokens
+
+    added = photometry_tokens(phot_columns) if phot_columns else []
     for path, fmt in zip(paths, formats):
         if fmt != "parquet":
             continue
+        both = [c for c in parquet_token_columns(pq.read_schema(path)) if c in added]
+        if both:
+            raise ValueError(f"{path}: has the token column(s) {both}, which the photometry files also "
+                             "give; drop them from the file or leave out the photometry that makes them "
+                             "(bprp: bp_rp or phot_bp/rp_mean_mag; jh, jk: 2MASS; g_fakemag: parallax)")
         try:
-            check_parquet_xp_units(path, photometry=g_elsewhere)
+            check_parquet_xp_units(path, photometry=G_COLUMN in phot_columns)
         except ValueError as e:
             none = "; none of this job's photometry files has phot_g_mean_mag" if photometry else ""
             raise ValueError(f"{e} In lamfast label: give G by a photometry file with source_id and "
