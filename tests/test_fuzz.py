@@ -129,7 +129,7 @@ def mutations(draw, data: bytes, header_bytes: int) -> bytes:
                                    "dup_line", "swap_lines", "truncate_line"]))
         if op in ("splice", "delete", "flip"):
             in_header = header_bytes > 0 and draw(st.booleans())
-            hi = header_bytes if in_header else len(data)
+            hi = min(header_bytes, len(data)) if in_header else len(data)  # earlier edits may cut the header
             at = draw(st.integers(0, max(hi, 1) - 1)) if data else 0
             if op == "splice":
                 what = draw(st.sampled_from(SPLICES) | st.binary(max_size=8))
