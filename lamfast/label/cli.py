@@ -26,10 +26,11 @@ def add_parser(sub) -> None:
     where.add_argument("--merge", metavar="OUT",
                        help="instead of labelling: merge the finished shards of OUT (no INPUT)")
     p.add_argument("--photometry", nargs="+", default=None, metavar="FILE",
-                   help="Gaia photometry keyed by source_id to join to Gaia XP_CONTINUOUS inputs (files or "
-                        "quoted globs; CSV/ECSV/FITS/VOTable, gzipped or not, or Parquet): phot_g_mean_mag "
-                        "(needed for gnorm), bp_rp or phot_bp/rp_mean_mag, 2MASS j_m/h_m/ks_m, parallax "
-                        "(default: none; the XP files must then carry phot_g_mean_mag)")
+                   help="Gaia photometry keyed by source_id to join to Gaia XP_CONTINUOUS and Parquet inputs "
+                        "(files or quoted globs; CSV/ECSV/FITS/VOTable, gzipped or not, or Parquet): "
+                        "phot_g_mean_mag (needed to gnorm e-/s coefficients), bp_rp or phot_bp/rp_mean_mag, "
+                        "2MASS j_m/h_m/ks_m, parallax (default: none; inputs in e-/s must then carry "
+                        "phot_g_mean_mag)")
     p.add_argument("--model", default="default",
                    help="'default' or a model folder written by training (default: the shipped model)")
     p.add_argument("--request", nargs="+", default=["teff", "logg", "m_h"], metavar="TOKEN",
