@@ -1,4 +1,5 @@
-"""``lamfast data build-apogee-xp|synthetic``: build datasets in the paper's HDF5 layout."""
+"""``lamfast data build-apogee-xp|synthetic|convert``: build datasets in the paper's HDF5
+layout; convert Gaia XP archive files to the gnorm Parquet that labelling reads."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ def add_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the random stars")
     s.set_defaults(func=_synthetic)
 
+    c = data_sub.add_parser(
+        "convert", help="Gaia XP_CONTINUOUS archive files -> gnorm Parquet for labelling (once)",
+        description="Convert Gaia XP_CONTINUOUS archive files (CSV/ECSV/FITS/VOTable, plain or "
+                    "gzipped) to the Parquet that `lamfast label` reads: one OUT/<input stem>.parquet "
+                    "per input, holding source_id, the gnorm coefficients, the photometry tokens "
+                    "and phot_g_mean_mag. Written atomically; a rerun skips files already "
+                    "converted from the same input and photometry files (size and mtime).")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="XP_CONTINUOUS archive files")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    c.add_argument("--photometry", nargs="+", default=None, metavar="FILE",
+                   help="photometry files joined by source_id, as for `lamfast label --photometry` "
+                        "(phot_g_mean_mag is needed to gnorm the coefficients)")
+    c.add_argument("--threads", type=int, default=None,
+                   help="files converted at once (default: min(4, cores))")
+    c.add_argument("--overwrite", action="store_true", help="convert files already converted too")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_convert)
+
 
 def _build_apogee_xp(args) -> int:
     from .apogee_xp import build_apogee_xp
@@ -55,4 +74,13 @@ def _synthetic(args) -> int:
     synth = make_synthetic(args.stars, seed=args.seed)
     write_paper_hdf5(args.out, synth.catalog)
     print(f"{args.out}: {len(synth.catalog)} synthetic stars")
+    return 0
+
+
+def _convert(args) -> int:
+    from .convert import convert
+
+    summary = convert(args.inputs, args.out, photometry=args.photometry, threads=args.threads,
+                      overwrite=args.overwrite, progress=not args.no_progress)
+    print(summary)
     return 0

@@ -1,0 +1,184 @@
+"""``lamfast data convert`` (archive XP_CONTINUOUS CSV.gz -> the gnorm Parquet labelling
+reads) vs astropy reading the same files and doing the same gnorm work in numpy.
+
+Files: N gzipped archive CSV files ("(v1, v2, ...)" arrays, no correlation columns; and
+the same files plain, to show what inflating gzip costs) of
+the real archive rows in the shared realdata folder (else random rows), perturbed into a
+pool of 64 distinct rows (written by :func:`lamfast.io.write_xp_continuous`) replicated
+with fresh source_ids; one Parquet photometry file (G, BP-RP, 2MASS J/H/Ks) of all stars.
+
+- lamfast: :func:`lamfast.data.convert.convert` (photometry loaded and sorted, every file
+  parsed, joined, gnormed and *written* to Parquet atomically), files ``threads`` at once.
+- astropy: the photometry table read once and sorted; each file ``Table.read``
+  (ascii.csv, the coefficient columns) with its array cells parsed by ``np.fromstring``
+  (astropy returns them as strings), coefficients beyond n_relevant_bases blanked, G
+  joined by ``np.searchsorted``, divided by the G flux, BP-RP/J-H/J-K taken: the same
+  arrays, held in memory (no file written). The two results are checked to agree.
+
+    python -m benchmarks.bench_convert [--quick] [--stars 20000] [--files 8] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lamfast
+from lamfast.io import XpContinuous, read_parquet, read_xp_continuous, write_xp_continuous
+from lamfast.io.photometry import G_ZERO_POINT, g_flux
+
+from .common import median_time, write_table
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = 64
+COLUMNS = ["source_id"] + [f"{b}_{c}" for b in ("bp", "rp")
+                           for c in ("coefficients", "coefficient_errors", "n_relevant_bases")]
+
+
+def _base_rows(rng) -> tuple[XpContinuous, str]:
+    """Archive rows to perturb: the realdata folder's, else random ones."""
+    data = Path(os.environ.get("LAMFAST_REALDATA", ROOT.parent / "shared" / "realdata"))
+    src = data / "gaiaxpy_tests" / "XP_CONTINUOUS_RAW.csv"
+    if src.is_file():
+        return read_xp_continuous(src, blank_irrelevant=False), "real archive rows (perturbed)"
+    n = 4
+    coef = lambda: rng.normal(size=(n, 55)) * 10.0 ** rng.uniform(3, 5, (n, 1))  # noqa: E731
+    f32 = lambda *s: rng.uniform(0.01, 1, s).astype(np.float32)  # noqa: E731
+    return XpContinuous(rng.integers(1, 2**62, n), coef(), coef(), f32(n, 55), f32(n, 55),
+                        np.full(n, 55, np.int32), np.full(n, 50, np.int32), f32(n), f32(n)), "random rows"
+
+
+def build_files(folder: Path, stars: int, files: int, rng) -> tuple[dict, Path, str]:
+    """({"csv.gz": XP files, "csv": the same plain}, photometry Parquet, where the rows came from)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base, source = _base_rows(rng)
+    k = np.arange(POOL) % len(base)
+    noise = lambda a: a[k] * (1 + 1e-3 * rng.normal(size=a[k].shape)).astype(a.dtype)  # noqa: E731
+    pool = XpContinuous(np.arange(POOL, dtype=np.int64), noise(base.bp_coefficients), noise(base.rp_coefficients),
+                        noise(base.bp_coefficient_errors), noise(base.rp_coefficient_errors),
+                        base.bp_n_relevant_bases[k], base.rp_n_relevant_bases[k],
+                        base.bp_standard_deviation[k], base.rp_standard_deviation[k])
+    write_xp_continuous(pool, folder / "pool.csv")
+    header, *lines = (folder / "pool.csv").read_text().splitlines(keepends=True)
+    tails = [ln[ln.index(","):] for ln in lines]   # all after source_id
+    ids = rng.choice(2**62, stars, replace=False).astype(np.int64)
+    paths = {"csv.gz": [], "csv": []}
+    for f, part in enumerate(np.array_split(np.arange(stars), files)):
+        text = header + "".join(f"{ids[i]}{tails[i % POOL]}" for i in part)
+        for ext, opener in (("csv.gz", lambda p: gzip.open(p, "wt", compresslevel=6)),   # the archive's level
+                            ("csv", lambda p: open(p, "w"))):
+            (folder / ext).mkdir(exist_ok=True)
+            path = folder / ext / f"XP_CONTINUOUS_{f:03d}.{ext}"
+            with opener(path) as out:
+                out.write(text)
+            paths[ext].append(path)
+    first = np.fmax(pool.bp_coefficients[:, 0], pool.rp_coefficients[:, 0])[np.arange(stars) % POOL]
+    g = (G_ZERO_POINT - 2.5 * np.log10(first / 0.1) + rng.uniform(-0.1, 0.1, stars)).astype(np.float32)
+    f32 = lambda lo, hi: rng.uniform(lo, hi, stars).astype(np.float32)  # noqa: E731
+    phot = {"source_id": ids, "phot_g_mean_mag": g, "bp_rp": f32(-0.3, 3),
+            "j_m": g - f32(0.5, 2), "h_m": g - f32(1, 3), "ks_m": g - f32(1, 3.5),
+            "j_msigcom": f32(0.01, 0.05), "h_msigcom": f32(0.01, 0.05), "ks_msigcom": f32(0.01, 0.05)}
+    order = rng.permutation(stars)
+    pq.write_table(pa.table({c: a[order] for c, a in phot.items()}), folder / "photometry.parquet")
+    return paths, folder / "photometry.parquet", source
+
+
+def run_lamfast(paths, photometry, out: Path, threads: int) -> int:
+    from lamfast.data.convert import convert
+
+    return convert(paths, out, photometry=[photometry], threads=threads, overwrite=True, progress=False).stars
+
+
+def run_astropy(paths, photometry) -> list[dict]:
+    """The same gnorm arrays through astropy + numpy, file by file (see the module doc)."""
+    from astropy.table import Table
+
+    phot = Table.read(photometry)
+    order = np.argsort(phot["source_id"])
+    sid = np.asarray(phot["source_id"])[order]
+    cols = {c: np.asarray(phot[c], np.float64)[order] for c in ("phot_g_mean_mag", "bp_rp", "j_m", "h_m", "ks_m")}
+    out = []
+    for path in paths:
+        t = Table.read(path, format="ascii.csv", include_names=COLUMNS)
+        row = np.searchsorted(sid, np.asarray(t["source_id"]))   # every star has photometry here
+        scale = 1.0 / g_flux(cols["phot_g_mean_mag"][row])
+        res = {"source_id": np.asarray(t["source_id"])}
+        for band in ("bp", "rp"):
+            n_rel = np.asarray(t[f"{band}_n_relevant_bases"])
+            beyond = np.arange(55)[None, :] >= n_rel[:, None]
+            for what, dtype in (("coefficients", np.float64), ("coefficient_errors", np.float32)):
+                a = np.stack([np.fromstring(str(s)[1:-1], sep=",") for s in t[f"{band}_{what}"]]).astype(dtype)
+                a[beyond] = np.nan
+                res[f"{band}_{what}"] = (a.astype(np.float64) * scale[:, None]).astype(np.float32)
+        res.update(bprp=cols["bp_rp"][row], jh=cols["j_m"][row] - cols["h_m"][row],
+                   jk=cols["j_m"][row] - cols["ks_m"][row])
+        out.append(res)
+    return out
+
+
+def _check_same(paths, out: Path, ref: list[dict]) -> None:
+    """lamfast's Parquet and astropy's arrays agree (coefficients bit for bit)."""
+    from lamfast.data.convert import output_path
+
+    for path, want in zip(paths, ref):
+        cat = read_parquet(output_path(path, out))
+        assert np.array_equal(cat.source_id, want["source_id"])
+        bp = [cat.columns.index(f"bp{i}") for i in range(55)]
+        assert np.array_equal(cat.values[:, bp], want["bp_coefficients"], equal_nan=True), path
+        assert np.array_equal(cat.errors[:, bp], want["bp_coefficient_errors"], equal_nan=True), path
+        for c in ("bprp", "jh", "jk"):
+            assert np.allclose(cat.column(c), want[c], rtol=1e-6, atol=1e-6), (path, c)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 stars in 4 files, one pass")
+    parser.add_argument("--stars", type=int, default=None, help="stars in all (default 20,000)")
+    parser.add_argument("--files", type=int, default=None, help="archive files (default 8)")
+    parser.add_argument("--threads", type=int, default=None, help="files converted at once (default: cores)")
+    parser.add_argument("--repeats", type=int, default=None, help="lamfast timings (median; default 3)")
+    args = parser.parse_args(argv)
+    stars = args.stars or (2000 if args.quick else 20_000)
+    files = args.files or (4 if args.quick else 8)
+    repeats = args.repeats or (1 if args.quick else 3)
+    threads = args.threads or lamfast.get_num_threads()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        by_ext, photometry, source = build_files(tmp, stars, files, rng)
+        run_lamfast(by_ext["csv.gz"][:1], photometry, tmp / "warm", 1)   # imports and first calls out of the timings
+        run_astropy(by_ext["csv.gz"][:1], photometry)
+        rows = []
+        for ext, paths in by_ext.items():
+            base = {"input": f"{files} x .{ext}", "stars": stars, "MB": sum(p.stat().st_size for p in paths) / 1e6}
+            t0 = time.perf_counter()
+            ref = run_astropy(paths, photometry)
+            t_astropy = time.perf_counter() - t0
+            rows.append({**base, "reader": "astropy Table.read + numpy gnorm (file by file)", "seconds": t_astropy,
+                         "stars_per_s": stars / t_astropy, "speedup_vs_astropy": 1.0})
+            for t in sorted({1, threads}):
+                sec = median_time(lambda t=t: run_lamfast(paths, photometry, tmp / ext / "out", t), repeats, warmup=0)
+                rows.append({**base, "reader": f"lamfast data convert ({t} file(s) at once, Parquet written)",
+                             "seconds": sec, "stars_per_s": stars / sec, "speedup_vs_astropy": t_astropy / sec})
+            _check_same(paths, tmp / ext / "out", ref)
+    import astropy
+    notes = ("Each file: archive CSV (gzipped, and the same plain) of source_id, BP/RP coefficients, errors, n_relevant_bases, "
+             "standard_deviation (no correlations). astropy timed once, lamfast the median of "
+             f"{repeats}. lamfast also loads the photometry and writes the Parquet; astropy's arrays stay in "
+             "memory. Both results checked equal. A shared machine: read the ratios.")
+    write_table("convert", rows, title="lamfast data convert vs astropy (archive CSV.gz -> gnorm)", notes=notes,
+                quick=args.quick, extra_stamp={"threads": threads, "cpu_cores": os.cpu_count(),
+                                               "rows_from": source, "astropy": astropy.__version__})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
