@@ -97,7 +97,9 @@ def write_parquet(catalog: Catalog, path: str | Path, *, layout: str = "lists",
     if any(_XP_TOKEN.fullmatch(c) for c in catalog.columns):
         metadata[UNITS_KEY] = b"gnorm"
     table = pa.table(arrays).replace_schema_metadata(metadata)
-    pq.write_table(table, path, compression=compression, row_group_size=row_group_size)
+    # no dictionary pages: star values (coefficients, ids) hardly repeat, and building the
+    # dictionary was ~9x the rest of the write (benchmarks/bench_convert.py)
+    pq.write_table(table, path, compression=compression, row_group_size=row_group_size, use_dictionary=False)
 
 
 def read_parquet(path: str | Path, *, columns: list[str] | None = None,
