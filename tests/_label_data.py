@@ -44,3 +44,10 @@ def write_inputs(folder, n_parquet=230, n_hdf5=170):
     write_parquet(a, folder / "a.parquet", row_group_size=50)
     write_paper_hdf5(folder / "b.h5", b)
     return [folder / "a.parquet", folder / "b.h5"], [a, b]
+
+
+def assert_same_labels(got, want):
+    """Two read_output tables: bit-identical predictions and errors of REQUEST, NaN included."""
+    for name in REQUEST:
+        for suffix in ("", "_error"):
+            assert np.array_equal(got[name + suffix], want[name + suffix], equal_nan=True), name + suffix

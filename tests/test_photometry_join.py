@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _label_data import REQUEST, save_tiny_model, synthetic_catalog
+from _label_data import REQUEST, assert_same_labels, save_tiny_model, synthetic_catalog
 
 import lamfast
 import lamfast.cli
@@ -309,9 +309,7 @@ def test_label_with_photometry_equals_paper_layout(realdata, model_dir, rng, tmp
     got, meta = read_output(tmp_path / "xp.parquet")
     want, _ = read_output(tmp_path / "paper.parquet")
     assert np.array_equal(got["source_id"], ids) and np.array_equal(want["source_id"], ids)
-    for name in REQUEST:
-        for suffix in ("", "_error"):
-            assert np.array_equal(got[name + suffix], want[name + suffix], equal_nan=True), name + suffix
+    assert_same_labels(got, want)
     assert np.array_equal(got["no_input"], want["no_input"])
     # rows 1 and 4 have no G: their XP is missing but BP-RP labels them; row 5 has nothing
     assert np.isfinite(got["teff"][[1, 4]]).all() and not got["no_input"][[1, 4]].any()
@@ -498,9 +496,7 @@ def test_archive_parquet_with_photometry_labels_as_lamfast_gnorm(realdata, model
     got, meta = read_output(tmp_path / "got.parquet")
     want, _ = read_output(tmp_path / "want.parquet")
     assert np.array_equal(got["source_id"], xp.source_id) and np.array_equal(got["input_row"], np.arange(len(xp)))
-    for name in REQUEST:
-        for suffix in ("", "_error"):
-            assert np.array_equal(got[name + suffix], want[name + suffix], equal_nan=True), name + suffix
+    assert_same_labels(got, want)
     assert np.isfinite(got["teff"]).all() and not got["no_input"].any()   # star 7 by its 2MASS colours
     assert np.flatnonzero(got["no_g"]).tolist() == [7] and "no_g" not in want
     assert s.no_g == meta["no_g_rows"] == 1
