@@ -23,6 +23,8 @@ model's rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -39,7 +41,7 @@ from .common import write_table
 
 INPUTS = list(HEADLINE_INPUTS)
 CHUNK_ROWS = 65536          # lamfast.label's default work-unit chunk
-WRITE_CHUNK = 262144        # stars per row group of the synthetic inputs
+WRITE_CHUNK = CHUNK_ROWS    # row group of the inputs: one size for all, or peak RSS follows it, not N
 
 _CHILD = """
 import json, re, sys, time, torch
@@ -111,9 +113,10 @@ def main(argv=None) -> list[dict]:
         tiny_model(folder / "tiny")
         for n in sorted(set(sizes) | set(default_sizes)):
             t0 = time.perf_counter()
-            write_big_catalogue(folder / f"stars_{n}.parquet", n, chunk=min(n, WRITE_CHUNK))
+            write_big_catalogue(folder / f"stars_{n}.parquet", n, chunk=WRITE_CHUNK)
             print(f"{n:,} stars written in {time.perf_counter() - t0:.0f} s", flush=True)
-        jobs = [("tiny", str(folder / "tiny"), n) for n in sizes] + [("default", "default", n) for n in default_sizes]
+        jobs = sorted([("tiny", str(folder / "tiny"), n) for n in sizes]  # by size: a cut-short run keeps
+                      + [("default", "default", n) for n in default_sizes], key=lambda j: j[2])  # the small ones
         for model, model_path, n in jobs:
             done = [r for r in rows if r["model"] == model]
             if model == "default" and done and n / done[0]["stars_per_s"] > args.default_budget:
@@ -128,6 +131,13 @@ def main(argv=None) -> list[dict]:
                          "stars_per_s": r["rows"] / r["wall_s"], "peak_rss_mb": r["peak_rss_mb"],
                          **{f"{k}_s": r[k] for k in ("read", "tokenize", "model")}, "write_s": r["write"] + r["merge"]})
             print(rows[-1], flush=True)
+            save(rows, skipped, args, final=False)
+    save(rows, skipped, args, final=True)
+    return rows
+
+
+def save(rows: list[dict], skipped: list[str], args, final: bool) -> None:
+    """The table so far (each row as it is measured), marked partial until the last."""
     notes = [f"Synthetic stars in Parquet (all 118 token columns + errors, XP as list columns, zstd), "
              f"{len(INPUTS)} input tokens (bp0..29, rp0..29, jh, jk, bprp) -> teff, logg, m_h, Parquet out; "
              f"`lamfast.label` defaults (chunk {CHUNK_ROWS:,} rows, batch 256 stars on CPU, fp32 on CPU); one fresh "
@@ -135,13 +145,15 @@ def main(argv=None) -> list[dict]:
              "load included, interpreter start not); peak RSS = the child's VmHWM. tiny = a width-16 random-weights "
              "model (the pipeline's own cost); default = the shipped model. Stage seconds: read and tokenize run "
              "on a background thread, overlapping the model.", *skipped, *checks(rows)]
+    if not final:
+        notes.append("**Partial: the run stopped before its end.**")
     try:
         notes.append(f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: numbers are noisy).")
     except OSError:
         pass
-    write_table("scale", rows, device=args.device, title="Labelling at scale, file to file",
-                notes="\n\n".join(notes), quick=args.quick, extra_stamp={"torch_threads": args.threads})
-    return rows
+    with contextlib.redirect_stdout(io.StringIO()) if not final else contextlib.nullcontext():
+        write_table("scale", rows, device=args.device, title="Labelling at scale, file to file",
+                    notes="\n\n".join(notes), quick=args.quick, extra_stamp={"torch_threads": args.threads})
 
 
 if __name__ == "__main__":
