@@ -30,9 +30,8 @@ from pathlib import Path
 from .label import (LabelPlan, LabelSummary, check_overwrite, check_writer, finished_output, make_plan, merge,
                     output_lock, part_done, part_path, parts_dir, parts_folder, remove_part, run_units)
 
-_MODELS: dict = {}                 # (model folder, sha256, device) -> LAM, per worker process
-_MODELS_LOCK = threading.Lock()
 _JOIN: dict = {}                   # "key", "join": the photometry join of this worker (one at a time)
+_JOIN_LOCK = threading.Lock()
 
 
 def label_distributed(inputs, *, model: str | os.PathLike = "default",
@@ -163,27 +162,16 @@ def label_partition(plan_dict: dict, units: Sequence[int], model_path: str, part
                     threads: int | None = None) -> dict:
     """One Dask task: compute ``units`` (one input file's) of the plan into ``parts``,
     skipping those already done. Returns the job counters of :class:`LabelSummary`."""
-    from .infer import Predictor
+    from .infer import Predictor, shared_model
 
     plan = LabelPlan.from_dict(plan_dict)
-    lam = _model(model_path, plan.model_sha256, device)
+    lam = shared_model(model_path, device, plan.model_sha256)  # once per worker process
     predictor = Predictor(lam, plan.request, device=device, precision=precision, batch_size=batch_size)
     s = run_units(plan, units, predictor, Path(parts), resume=True, progress=False, threads=threads,
                   photometry=_photometry(plan))
     return {"rows": s.rows, "flagged": s.flagged, "units_done": s.units_done,
             "units_skipped": s.units_skipped, "timings": s.timings, "no_g": s.no_g,
             "photometry_joined": s.photometry_joined}
-
-
-def _model(path: str, sha256: str, device: str):
-    """The model of a worker, loaded once per process (tasks of one worker share it)."""
-    from .infer import load_model, resolve_device
-
-    key = (path, sha256, str(resolve_device(device)))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_model(path, device=key[2])
-        return _MODELS[key]
 
 
 def _photometry(plan: LabelPlan):
@@ -195,7 +183,7 @@ def _photometry(plan: LabelPlan):
     from .label import photometry_join
 
     key = (tuple(plan.photometry), tuple(plan.photometry_sizes), tuple(plan.photometry_mtimes))
-    with _MODELS_LOCK:
+    with _JOIN_LOCK:
         if _JOIN.get("key") != key:
             _JOIN.clear()                       # free the old one before loading the new
             _JOIN.update(key=key, join=photometry_join(plan))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,22 @@ ORDERS = ("information", "given")
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> LAM:
     """The :class:`lamfast.LAM` named ``"default"`` (shipped) or saved at a path, in eval mode."""
     return LAM.load(name_or_path, device=device).eval()
+
+
+_SHARED: dict = {}                 # (model folder, version, device) -> LAM, per process
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_model(folder: str | os.PathLike, device: str, version) -> LAM:
+    """The model at ``folder`` loaded once per process, ``version`` (its sha256, or its
+    weights file's size and mtime: a retrained model is loaded again) and device, and
+    shared by every caller of the process: the tasks of a Dask worker, the partitions of
+    ``map_partitions(lamfast.label_frame)``."""
+    key = (str(folder), version, str(resolve_device(device)))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = load_model(folder, device=key[2])
+        return _SHARED[key]
 
 
 def model_hash(name_or_path: str | os.PathLike) -> str:

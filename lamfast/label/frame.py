@@ -9,16 +9,11 @@ loaded once per process (and per device) and shared by the calls of all its thre
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..units import unit_of
-
-_MODELS: dict = {}             # (model folder, weights size, mtime, device) -> LAM, per process
-_MODELS_LOCK = threading.Lock()
-
 
 def label_frame(df, model="default", request: Sequence[str] = ("teff", "logg", "m_h"), *,
                 columns: Sequence[str] | None = None, device: str = "auto", precision: str = "auto",
@@ -76,17 +71,13 @@ def label_frame(df, model="default", request: Sequence[str] = ("teff", "logg", "
 
 
 def _model(model, device: str):
-    """A loaded model as is; a name or folder: the model of this process, loaded once per
-    folder, weights file (size, mtime: a retrained model is reloaded) and device."""
+    """A loaded model as is; a name or folder: the process's shared model of that folder,
+    weights file (size, mtime: a retrained model is reloaded) and device."""
     if not isinstance(model, (str, os.PathLike)):
         return model
-    from ..infer import load_model, resolve_device
+    from ..infer import shared_model
     from ..resources import WEIGHTS_FILE, resolve_model
 
     folder = resolve_model(model).resolve()
     stat = (folder / WEIGHTS_FILE).stat()
-    key = (str(folder), stat.st_size, stat.st_mtime_ns, str(resolve_device(device)))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_model(folder, device=key[3])
-        return _MODELS[key]
+    return shared_model(folder, device, (stat.st_size, stat.st_mtime_ns))
