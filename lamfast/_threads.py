@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 _threads: int | None = None
 
@@ -35,3 +36,16 @@ def resolve_threads(threads: int | None) -> int:
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     return threads
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for the duration (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

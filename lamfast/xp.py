@@ -16,7 +16,6 @@ and the prior fills in the nearly unconstrained ones.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -24,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._threads import resolve_threads
+from ._threads import resolve_threads, torch_threads
 
 N_BASES = 55                 # per band
 N_COEFFS = 2 * N_BASES       # BP then RP
@@ -275,7 +274,7 @@ def project(flux, flux_error=None, *, weights: str = "relative", relative_error:
     """
     flux, flux_error, mean, std, basis = _check_projection(flux, flux_error, weights, prior, basis,
                                                            relative_error, floor)
-    with _torch_threads(resolve_threads(threads)):
+    with torch_threads(resolve_threads(threads)):
         return _project(flux, flux_error, weights, relative_error, floor, mean, std, basis, chunk, progress)
 
 
@@ -437,19 +436,6 @@ def _jacobi(normal):
     """Symmetric diagonal scaling s: s_i s_j M_ij has a unit diagonal (entries of M span
     ~20 decades; scaling keeps the LU factorisation accurate)."""
     return 1.0 / np.sqrt(np.einsum("nii->ni", normal))
-
-
-@contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op threads set to n for the duration (restored after)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _cholesky(scaled):

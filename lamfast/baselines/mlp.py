@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._threads import torch_threads
 from ..normalization import Normalizer
 from ..stats import robust_scatter
 from ..vocab import HEADLINE_INPUTS, LABELS, Vocab
@@ -110,7 +111,7 @@ class MLPExpert:
             raise ValueError(f"labels with fewer than 2 known values: {few}")
         self.y_center = np.nanmedian(y, axis=0)
         self.y_scale = robust_scatter(y, axis=0)
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             torch.manual_seed(self.seed)
             self.net = self._build(len(self.inputs) + len(self.flagged))
             self._train(self._x(values, columns), self._y(values, columns),
@@ -173,7 +174,7 @@ class MLPExpert:
         """{label: float64 [N] prediction} in physical units."""
         if self.net is None:
             raise RuntimeError("MLPExpert.predict called before fit")
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             z = self._forward(self._x(values, columns)).numpy().astype(np.float64)  # [N, L]
         return {k: z[:, i] * self.y_scale[i] + self.y_center[i] for i, k in enumerate(self.labels)}
 
@@ -230,17 +231,3 @@ def _score(pred: torch.Tensor, y: torch.Tensor) -> float:
     """Mean over labels of the robust scatter of y - pred (standardised units; NaN skipped)."""
     d = (y - pred).numpy().astype(np.float64)
     return float(np.mean([robust_scatter(d[:, i]) for i in range(d.shape[1])]))
-
-
-class _torch_threads:
-    """Run a block with torch on n threads, restoring the previous count after."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
