@@ -26,7 +26,7 @@ def atomic_path(path: str | os.PathLike):
         with open(tmp, "rb+") as f:  # data on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -37,7 +37,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         Path(tmp).write_bytes(data)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every filesystem allows opening a folder
         fd = os.open(folder, os.O_RDONLY)
         try:

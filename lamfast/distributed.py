@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .label import (LabelPlan, LabelSummary, check_overwrite, check_writer, finished_output, make_plan, merge,
+from .label import (LabelPlan, LabelSummary, check_output_plan, check_overwrite, check_writer, finished_output, make_plan, merge,
                     output_lock, part_done, part_path, parts_dir, parts_folder, remove_part, run_units)
 
 _JOIN: dict = {}                   # "key", "join": the photometry join of this worker (one at a time)
@@ -95,6 +95,7 @@ def _label_distributed(inputs, model, request, output: Path, columns, batch_size
         check_overwrite(output, overwrite)
     lam = load_model(model)                        # on the driver: validation and the plan only
     plan = make_plan(inputs, model, lam, request, columns, precision, chunk_rows, photometry)
+    check_output_plan(output, plan)
     del lam
     if resume:
         meta = finished_output(output, plan)

@@ -106,7 +106,9 @@ def changed(plan: LabelPlan) -> dict:
             "sizes": [plan.sizes[0] + 1, *plan.sizes[1:]], "mtimes": [plan.mtimes[0] + 1, *plan.mtimes[1:]], "units": plan.units[:-1], "request": ["teff"],
             "columns": ["bprp"], "model": "other", "model_sha256": "0" * 64, "precision": "bf16",
             "max_tokens": plan.max_tokens + 1, "chunk_rows": plan.chunk_rows + 1,
-            "photometry": ["phot.fits"], "photometry_sizes": [1], "photometry_mtimes": [1]}
+            "photometry": ["phot.fits"], "photometry_sizes": [1], "photometry_mtimes": [1],
+            "hats": [{"catalog": "gaia_xp", "name": "xp", "inputs": [0], "pixels": [[0, 1]], "ra_column": "ra",
+                      "dec_column": "dec", "healpix_column": "_healpix_29", "healpix_order": 29}]}
 
 
 def test_every_plan_field_is_compared(setup, tmp_path):
@@ -122,7 +124,7 @@ def test_every_plan_field_is_compared(setup, tmp_path):
     ensure_plan(parts, plan)
     (parts / "unit-000000.npz").write_bytes(b"a finished part")
     phrase = {"formats": "format of ", "sizes": "size of ", "mtimes": "mtime of ", "units": "work units: ",
-              "photometry": "photometry files: "}
+              "photometry": "photometry files: ", "hats": "HATS catalogues: gaia_xp (1 partition files) now, none"}
     for name, value in changes.items():
         other = dataclasses.replace(plan, **{name: value})
         assert other.differences(plan)[0].startswith(phrase.get(name, f"{name}: ")), name

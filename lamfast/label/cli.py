@@ -18,16 +18,18 @@ def add_parser(sub) -> None:
                     "one Parquet or HDF5 file. Resumable per work unit (--resume); --shard K/N splits "
                     "the work over N jobs, then `lamfast label --merge OUT` checks coverage and writes OUT.")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="catalogue files or globs (quote globs); none with --merge")
+                   help="catalogue files or globs (quote globs), or HATS catalogue folders; none with --merge")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--output", "-o", metavar="OUT",
-                       help="required: the output file, OUT.parquet or OUT.h5 (work in progress goes to "
-                            "OUT.parts/)")
+                       help="required: the output file, OUT.parquet or OUT.h5, or a HATS catalogue folder "
+                            "(OUT without a suffix, or OUT.hats: the input's partitioning; the input must be one "
+                            "HATS catalogue); work in progress goes to OUT.parts/")
     where.add_argument("--merge", metavar="OUT",
                        help="instead of labelling: merge the finished shards of OUT (no INPUT)")
     p.add_argument("--photometry", nargs="+", default=None, metavar="FILE",
                    help="Gaia photometry keyed by source_id to join to Gaia XP_CONTINUOUS and Parquet inputs "
-                        "(files or quoted globs; CSV/ECSV/FITS/VOTable, gzipped or not, or Parquet): "
+                        "(files or quoted globs; CSV/ECSV/FITS/VOTable, gzipped or not, Parquet, or HATS "
+                        "catalogue folders): "
                         "phot_g_mean_mag (needed to gnorm e-/s coefficients), bp_rp or phot_bp/rp_mean_mag, "
                         "2MASS j_m/h_m/ks_m, parallax (default: none; inputs in e-/s must then carry "
                         "phot_g_mean_mag)")

@@ -1,6 +1,7 @@
 """The output of a labelling job: merging the parts into one file, and reading it back.
 
-**Output** (Parquet or HDF5, written atomically). One row per input row, in input order:
+**Output** (Parquet, HDF5, or a HATS catalogue folder partitioned as a HATS input is:
+:mod:`lamfast.label.hats_output`; written atomically). One row per input row, in input order:
 ``source_id`` int64, ``input_file`` int32 (index into the metadata's ``inputs``),
 ``input_row`` int64, ``<name>`` and ``<name>_error`` float32 per requested token (physical
 units, :func:`lamfast.units.unit_of`), ``no_input`` bool (the star has no usable input
@@ -38,30 +39,24 @@ import numpy as np
 
 from .._version import __version__
 from ..atomic import atomic_path
-from ..units import description_of, unit_of
+from ..units import unit_of
 from .lock import output_lock
 from .parts import part_problem, remove_part, write_error
 from .plan import PLAN_FILE, LabelPlan, part_path, parts_dir, read_plan
 from .summary import LabelSummary
+from .table import (FLAG_COLUMN, METADATA_KEY, NO_G_COLUMN, column_dtypes, output_columns, part_columns,
+                    unit_and_description)
 
-METADATA_KEY = "lamfast_label"
-OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
-FLAG_COLUMN = "no_input"
-NO_G_COLUMN = "no_g"                  # in outputs of jobs with Gaia XP (or e-/s Parquet) inputs
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5",
+                  ".hats": "hats", "": "hats"}   # HATS: a catalogue folder (lamfast.label.hats_output)
 WRITE_ROWS = 65536                    # rows per Parquet row group / HDF5 write of the output
 HDF5_TABLE = "labels"                 # the compound dataset of an HDF5 output
 HDF5_CHUNK_BYTES = 1 << 20            # HDF5 chunk size to aim at (fewer rows if the file is smaller)
 # Libraries that writing a format needs (module, pip package); astropy writes the headers.
 _WRITERS = {"parquet": (("pyarrow.parquet", "pyarrow"), ("astropy.table", "astropy")),
-            "hdf5": (("h5py", "h5py"), ("astropy.table", "astropy"))}
-_FIXED_DTYPES = {"source_id": np.int64, "input_file": np.int32, "input_row": np.int64, FLAG_COLUMN: np.bool_,
-                 NO_G_COLUMN: np.bool_}
-_DESCRIPTIONS = {"source_id": "source_id of the input row",
-                 "input_file": "index of the input file in the metadata's inputs",
-                 "input_row": "row of the input file (0-based)",
-                 FLAG_COLUMN: "the star has no usable input value: its predictions are NaN",
-                 NO_G_COLUMN: "Gaia XP row without G (phot_g_mean_mag): its XP coefficients could not be "
-                              "gnormed and were missing; labelled from its other inputs"}
+            "hdf5": (("h5py", "h5py"), ("astropy.table", "astropy")),
+            "hats": (("hats", "lamfast[hats]"), ("pyarrow.parquet", "pyarrow"))}
+
 
 
 def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: bool = False) -> LabelSummary:
@@ -84,6 +79,7 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
     check_overwrite(output, overwrite)
     parts = parts_dir(output)
     plan = read_plan(parts)
+    check_output_plan(output, plan)
     check_coverage(plan, parts)
     rows = flagged = no_g = 0
     joined = np.zeros(len(plan.photometry), np.int64)
@@ -96,14 +92,12 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
         devices.add(device)
     metadata = _output_metadata(plan, rows, flagged, sorted(devices), no_g, joined, with_no_g)
     try:
-        with atomic_path(output) as tmp:   # a failed write (a full disk) leaves no partial OUT
-            writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
-            try:
-                for i, unit in enumerate(plan.units):
-                    with np.load(part_path(parts, i)) as z:
-                        writer.append({k: z[k] for k in z.files}, unit.file)
-            finally:
-                writer.close()
+        if fmt == "hats":
+            from .hats_output import write_hats_output
+
+            write_hats_output(output, plan, parts, metadata)
+        else:
+            _write_file(output, fmt, plan, parts, metadata, rows)
     except OSError as e:
         raise write_error(output, e, f"rerun with --resume (resume=True) or lamfast label --merge OUT; "
                                      f"the parts in {parts} are kept") from e
@@ -113,6 +107,18 @@ def _merge(output: Path, keep_parts: bool, overwrite: bool) -> LabelSummary:
                            output_rows=rows, output_flagged=flagged, output_no_g=no_g)
     summary.wall_s = summary.timings["merge"] = time.perf_counter() - t0
     return summary
+
+
+def _write_file(output: Path, fmt: str, plan: LabelPlan, parts: Path, metadata: dict, rows: int) -> None:
+    """Write the parts of ``plan`` in order into the Parquet or HDF5 file ``output``, atomically."""
+    with atomic_path(output) as tmp:   # a failed write (a full disk) leaves no partial OUT
+        writer = (_ParquetWriter if fmt == "parquet" else _HDF5Writer)(str(tmp), plan.request, metadata, rows)
+        try:
+            for i, unit in enumerate(plan.units):
+                with np.load(part_path(parts, i)) as z:
+                    writer.append({k: z[k] for k in z.files}, unit.file)
+        finally:
+            writer.close()
 
 
 def check_coverage(plan: LabelPlan, parts: Path) -> None:
@@ -130,11 +136,22 @@ def check_coverage(plan: LabelPlan, parts: Path) -> None:
 
 
 def output_format(output: Path) -> str:
-    """``"parquet"`` or ``"hdf5"`` from the output's name (ValueError for any other suffix)."""
-    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+    """``"parquet"``, ``"hdf5"`` or ``"hats"`` (a catalogue folder: no suffix, or ``.hats``)
+    from the output's name (ValueError for any other suffix)."""
+    fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
     if fmt is None:
-        raise ValueError(f"output {output}: name must end in one of {sorted(OUTPUT_FORMATS)}")
+        raise ValueError(f"output {output}: name must end in one of "
+                         f"{sorted(k for k in OUTPUT_FORMATS if k)}, or have no suffix (a HATS catalogue folder)")
     return fmt
+
+
+def check_output_plan(output: Path, plan: LabelPlan) -> None:
+    """ValueError before computing if ``plan``'s inputs cannot make ``output`` (a HATS
+    output needs one HATS catalogue as the inputs, :func:`lamfast.label.hats_output.check_hats_plan`)."""
+    if output_format(output) == "hats":
+        from .hats_output import check_hats_plan
+
+        check_hats_plan(output, plan)
 
 
 def check_writer(output: Path) -> str:
@@ -182,9 +199,14 @@ def read_output(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     ``source_id``, ``input_file``, ``input_row``, ``<name>``, ``<name>_error`` per request
     and ``no_input``, each [N]."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    if output_format(path) == "parquet":
+    fmt = output_format(path)
+    if fmt == "hats":
+        from .hats_output import read_hats_output
+
+        return read_hats_output(path)
+    if fmt == "parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
@@ -203,14 +225,19 @@ def read_output(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     if raw is None:
         raise ValueError(f"{path}: not written by lamfast label (no {METADATA_KEY!r} metadata)")
     meta = json.loads(raw)
-    return {c: columns[c] for c in _columns(meta["request"], meta.get("no_g_column") is not None)}, meta
+    return {c: columns[c] for c in output_columns(meta["request"], meta.get("no_g_column") is not None)}, meta
 
 
 def read_output_metadata(path: str | os.PathLike) -> dict | None:
     """The metadata of a labelled file, or None if it is missing or not one."""
     path = Path(path)
     try:
-        if output_format(path) == "parquet":
+        fmt = output_format(path)
+        if fmt == "hats":
+            from .hats_output import read_hats_metadata
+
+            return read_hats_metadata(path)
+        if fmt == "parquet":
             import pyarrow.parquet as pq
 
             raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY.encode())
@@ -285,35 +312,18 @@ def _remove_parts(parts: Path, n_units: int) -> None:
 
 # ---- the writers ----------------------------------------------------------------------------
 
-def _columns(request: Sequence[str], no_g: bool = False) -> list[str]:
-    return (["source_id", "input_file", "input_row"] + [c for r in request for c in (r, f"{r}_error")]
-            + [FLAG_COLUMN] + ([NO_G_COLUMN] if no_g else []))
-
-
-def _part_columns(part: dict, file_index: int, request: Sequence[str], no_g: bool) -> dict:
-    n = len(part["source_id"])
-    cols = {"source_id": part["source_id"], "input_file": np.full(n, file_index, np.int32),
-            "input_row": part["input_row"]}
-    for j, r in enumerate(request):
-        cols[r], cols[f"{r}_error"] = part["value"][:, j], part["error"][:, j]
-    cols[FLAG_COLUMN] = part["no_input"].astype(bool)
-    if no_g:   # a part without no_g is of a file not gnormed on reading (or of a lamfast before the column)
-        cols[NO_G_COLUMN] = part["no_g"].astype(bool) if "no_g" in part else np.zeros(n, bool)
-    return cols
-
-
 class _Buffered:
     """Collects parts and writes them WRITE_ROWS rows at a time (bounded memory)."""
 
     def __init__(self, request, metadata: dict):
         self.request = list(request)
         self.no_g = metadata.get("no_g_column") is not None
-        self.columns = _columns(self.request, self.no_g)
+        self.columns = output_columns(self.request, self.no_g)
         self.buffer: list[dict] = []
         self.buffered = 0
 
     def append(self, part: dict, file_index: int) -> None:
-        self.buffer.append(_part_columns(part, file_index, self.request, self.no_g))
+        self.buffer.append(part_columns(part, file_index, self.request, self.no_g))
         self.buffered += len(part["source_id"])
         if self.buffered >= WRITE_ROWS:
             self.flush()
@@ -324,17 +334,6 @@ class _Buffered:
         self.buffer, self.buffered = [], 0
 
 
-def _dtypes(columns: Sequence[str]) -> list[tuple[str, type]]:
-    return [(c, _FIXED_DTYPES.get(c, np.float32)) for c in columns]
-
-
-def _unit_and_description(column: str) -> tuple[str | None, str]:
-    """(astropy unit string, or None for the bookkeeping columns; description) of a column."""
-    if column in _FIXED_DTYPES:
-        return None, _DESCRIPTIONS[column]
-    return unit_of(column), description_of(column)
-
-
 def _astropy_header(columns: Sequence[str], metadata: dict) -> list[str]:
     """astropy's YAML table header (dtypes, units, descriptions, metadata but the plan),
     made by astropy from an empty table of the output's columns."""
@@ -343,8 +342,8 @@ def _astropy_header(columns: Sequence[str], metadata: dict) -> list[str]:
     from astropy.table.meta import get_yaml_from_table
 
     table = Table()
-    for c, dtype in _dtypes(columns):
-        unit, description = _unit_and_description(c)
+    for c, dtype in column_dtypes(columns):
+        unit, description = unit_and_description(c)
         table[c] = Column(np.zeros(0, dtype), unit=None if unit is None else u.Unit(unit), description=description)
     table.meta[METADATA_KEY] = {k: v for k, v in metadata.items() if k != "plan"}
     return get_yaml_from_table(table)
@@ -357,8 +356,8 @@ class _ParquetWriter(_Buffered):
 
         super().__init__(request, metadata)
         fields = []
-        for c, dtype in _dtypes(self.columns):
-            unit, description = _unit_and_description(c)
+        for c, dtype in column_dtypes(self.columns):
+            unit, description = unit_and_description(c)
             info = {"description": description} | ({} if unit is None else {"unit": unit})
             fields.append(pa.field(c, pa.from_numpy_dtype(dtype), metadata=info))
         self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata),
@@ -387,7 +386,7 @@ class _HDF5Writer(_Buffered):
         from astropy.io.misc.hdf5 import meta_path
 
         super().__init__(request, metadata)
-        self.dtype = np.dtype(_dtypes(self.columns))
+        self.dtype = np.dtype(column_dtypes(self.columns))
         self.file = h5py.File(path, "w")
         self.file.attrs[METADATA_KEY] = json.dumps(metadata)
         chunk = max(1, min(rows, HDF5_CHUNK_BYTES // self.dtype.itemsize))

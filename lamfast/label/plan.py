@@ -2,7 +2,9 @@
 
 The inputs (files or globs, any format :func:`lamfast.io.read_catalog` reads) are cut into
 *work units* = (file, row range), enumerated deterministically: files in the order given
-(a glob expands sorted; a file named twice counts once), rows in chunks of ``chunk_rows``
+(a glob expands sorted; a file named twice counts once; a HATS catalogue folder expands to
+its partition files in the catalogue's pixel order, :mod:`lamfast.io.hats`, each a Parquet
+input, so no unit spans two partitions), rows in chunks of ``chunk_rows``
 where the format allows it (the paper's HDF5: row ranges; Parquet: whole row groups,
 grouped up to ``chunk_rows``). Other formats (Gaia archive XP files, APOGEE allStar) are
 read whole: one unit per file.
@@ -73,6 +75,10 @@ class LabelPlan:
     photometry: list[str] = field(default_factory=list)
     photometry_sizes: list[int] = field(default_factory=list)
     photometry_mtimes: list[int] = field(default_factory=list)
+    # HATS catalogues among the inputs: per catalogue its folder, name, the indices of its
+    # partition files in ``inputs``, their (order, pixel) and the position columns (empty
+    # without; what a HATS output is partitioned by, :mod:`lamfast.label.hats_output`).
+    hats: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -113,6 +119,8 @@ class LabelPlan:
                         for path, a, b in zip(self.photometry, now, then) if a != b]
             elif f.name == "photometry":
                 out.append(f"photometry files: {now or 'none'} now, {then or 'none'} before")
+            elif f.name == "hats":
+                out.append(f"HATS catalogues: {_hats_names(now)} now, {_hats_names(then)} before")
             elif f.name == "units":
                 out.append(f"work units: {len(now)} now, {len(then)} before"
                            + (" (other row ranges)" if len(now) == len(then) else ""))
@@ -150,11 +158,11 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
     request = check_request(lam, request)
-    paths = expand_inputs(inputs)
+    paths, catalogs = expand_catalogs(inputs)
     formats, units = plan_units(paths, int(chunk_rows))
     name = DEFAULT_MODEL if str(model) == DEFAULT_MODEL else resolve_model(model).name
     stats = [p.stat() for p in paths]
-    phot = expand_inputs(photometry, what="photometry file") if photometry is not None else []
+    phot = expand_inputs(photometry, what="photometry file") if photometry is not None else []   # HATS too
     if phot and not {"xp", "parquet"} & set(formats):
         raise ValueError("photometry files are joined to Gaia XP_CONTINUOUS and Parquet inputs only, and "
                          f"no input is one (formats: {sorted(set(formats))})")
@@ -172,15 +180,24 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
                      model=name, model_sha256=model_hash(model), precision=precision,
                      max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows),
                      photometry=[str(p) for p in phot], photometry_sizes=[s.st_size for s in phot_stats],
-                     photometry_mtimes=[s.st_mtime_ns for s in phot_stats])
+                     photometry_mtimes=[s.st_mtime_ns for s in phot_stats],
+                     hats=[_hats_entry(c, paths) for c in catalogs])
 
 
 def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], what: str = "input file") -> list[Path]:
-    """Files and globs -> existing files, in order (a glob sorted), each once (``what``
-    names them in errors)."""
+    """Files, globs and HATS catalogue folders -> existing files, in order (a glob sorted, a
+    catalogue its partition files), each once (``what`` names them in errors)."""
+    return expand_catalogs(inputs, what)[0]
+
+
+def expand_catalogs(inputs, what: str = "input file") -> tuple[list[Path], list]:
+    """:func:`expand_inputs`, and the :class:`lamfast.io.hats.HatsCatalog` of each HATS folder given."""
+    from ..io.hats import is_hats, read_hats_catalog
+
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: dict[Path, None] = {}
+    catalogs = []
     for item in inputs:
         text = os.fspath(item)
         if glob.has_magic(text):
@@ -191,12 +208,35 @@ def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], what:
             matches = [text]
         for m in matches:
             path = Path(m)
+            if is_hats(path):
+                catalog = read_hats_catalog(path)
+                if catalog.path not in {c.path for c in catalogs}:
+                    catalogs.append(catalog)
+                for f in catalog.files:
+                    files.setdefault(Path(f).resolve(), None)
+                continue
             if not path.is_file():
-                raise FileNotFoundError(f"no such {what}: {m}")
+                raise FileNotFoundError(f"no such {what}: {m}" + (
+                    " (a folder, but not a HATS catalogue: no hats.properties or collection.properties)"
+                    if path.is_dir() else ""))
             files.setdefault(path.resolve(), None)
     if not files:
-        raise ValueError(f"no {what} given")
-    return list(files)
+        raise ValueError(f"no {what} given" + (" (the HATS catalogue has no partitions)" if catalogs else ""))
+    return list(files), catalogs
+
+
+def _hats_entry(catalog, paths: Sequence[Path]) -> dict:
+    """The plan's record of one HATS input catalogue (see :attr:`LabelPlan.hats`)."""
+    index = {p: k for k, p in enumerate(paths)}
+    return {"catalog": str(Path(catalog.path).resolve()), "name": catalog.name,
+            "inputs": [index[Path(f).resolve()] for f in catalog.files],
+            "pixels": [list(p) for p in catalog.pixels], "ra_column": catalog.ra_column,
+            "dec_column": catalog.dec_column, "healpix_column": catalog.healpix_column,
+            "healpix_order": catalog.healpix_order}
+
+
+def _hats_names(entries: list[dict]) -> str:
+    return ", ".join(f"{e['catalog']} ({len(e['inputs'])} partition files)" for e in entries) or "none"
 
 
 def plan_units(paths: Sequence[Path], chunk_rows: int) -> tuple[list[str], list[WorkUnit]]:

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..columns import model_input_columns
 from .lock import output_lock
-from .output import check_overwrite, check_writer, finished_output, merge
+from .output import check_output_plan, check_overwrite, check_writer, finished_output, merge
 from .plan import LabelPlan, WorkUnit, make_plan, parse_shard, part_path, parts_dir, parts_folder, shard_units
 from .parts import commit_part, part_done
 from .summary import LabelSummary
@@ -126,6 +126,7 @@ def _label(inputs, model, request, output: Path, columns, batch_size, device, pr
     lam = load_model(model)
     predictor = Predictor(lam, request, device=device, precision=precision, batch_size=batch_size)
     plan = make_plan(inputs, model, lam, predictor.request, columns, precision, chunk_rows, photometry)
+    check_output_plan(output, plan)
     if resume:
         meta = finished_output(output, plan)
         if meta is not None:

