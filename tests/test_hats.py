@@ -90,6 +90,12 @@ def test_hats_in_hats_out_labels_as_the_flat_file(realdata, model_dir, rng, tmp_
     assert np.allclose(joined["teff_lab"].to_numpy(),
                        flat["teff"][order[np.searchsorted(flat["source_id"], joined["source_id"], sorter=order)]])
     assert labels.hc_structure.catalog_info.extra_dict()["lamfast_request"] == "teff,logg,m_h"
+    # the same catalogue labelled in memory by LSDB, partition by partition, from its e-/s lists
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        framed = source.map_partitions(lamfast.label_frame, model=lamfast.load(model_dir), device="cpu").compute()
+    assert framed["source_id"].tolist() == out["source_id"].tolist()
+    assert np.allclose(framed["teff"].to_numpy(), out["teff"], rtol=1e-5, atol=1e-5)
 
 
 def test_units_follow_partitions_and_resume_shards(realdata, model_dir, rng, tmp_path):

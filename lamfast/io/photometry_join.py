@@ -217,22 +217,17 @@ def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
         it allows).
     joined : int64 [F] rows of these row groups found in each photometry file.
     """
-    import pyarrow.parquet as pq
-
     from .parquet import read_parquet
 
-    file = pq.ParquetFile(path)
-    if SOURCE_ID not in file.schema_arrow.names:   # read_parquet names the problem
-        return read_parquet(path, row_groups=row_groups), np.zeros(len(join.paths), np.int64)
-    groups = range(file.num_row_groups) if row_groups is None else row_groups
-    ids = np.asarray(file.read_row_groups(list(groups), columns=[SOURCE_ID])[SOURCE_ID].to_numpy(),
-                     np.int64)
-    columns, joined = join.lookup(ids)   # every row counts, as for XP files
-    stars, first = np.unique(ids, return_index=True)   # read_parquet joins a table of each star once
-    phot = gaia_photometry({SOURCE_ID: stars, **{c: v[first] for c, v in columns.items()}}, need_tokens=False)
-    cat = read_parquet(path, row_groups=row_groups, photometry=phot)
+    joined = [np.zeros(len(join.paths), np.int64)]   # set by the lookup, which read_parquet calls once
+
+    def lookup(ids: np.ndarray) -> Catalog:   # every row counts, as for XP files
+        columns, joined[0] = join.lookup(ids)
+        return gaia_photometry({SOURCE_ID: ids, **columns}, need_tokens=False)
+
+    cat = read_parquet(path, row_groups=row_groups, photometry=lookup)
     cat.meta["photometry"] = {**cat.meta.get("photometry", {}), "files": join.paths}
-    return cat, joined
+    return cat, joined[0]
 
 
 # ---- reading one photometry file ------------------------------------------------------------
