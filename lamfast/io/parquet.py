@@ -365,6 +365,8 @@ def _fixed_list(column, path, name, row_of, dtype=np.float32) -> np.ndarray:
     import pyarrow as pa
 
     column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if pa.types.is_null(column.type):   # no value in any row (pandas' empty object column): no length to read
+        return np.full((len(column), 0), np.nan, dtype)
     if pa.types.is_fixed_size_list(column.type):
         k = column.type.list_size
         full = ~column.is_null().to_numpy(zero_copy_only=False)
