@@ -126,6 +126,20 @@ def test_units_follow_partitions_and_resume_shards(realdata, model_dir, rng, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.hats", "whole", "xp"]
 
 
+def test_partitions_as_folders_of_files(realdata, model_dir, rng, tmp_path):
+    """hats_npix_suffix "/": a pixel is a folder of Parquet files; its labels are one file."""
+    frame = _archive_frame(realdata, rng, 120)
+    lsdb.from_dataframe(frame, catalog_name="xp", ra_column="ra", dec_column="dec", lowest_order=0,
+                        highest_order=6, partition_rows=40).write_catalog(tmp_path / "xp", npix_suffix="/")
+    assert any(p.is_dir() for p in (tmp_path / "xp").rglob("Npix=*"))
+    _label(tmp_path / "xp", tmp_path / "labels", model_dir)
+    _label(_hats(frame, tmp_path / "flat_xp"), tmp_path / "want", model_dir)
+    got, want = read_output(tmp_path / "labels")[0], read_output(tmp_path / "want")[0]
+    assert got["source_id"].tolist() == want["source_id"].tolist()
+    assert_same_labels(got, want)
+    assert lsdb.read_hats(tmp_path / "labels").get_healpix_pixels() == lsdb.read_hats(tmp_path / "xp").get_healpix_pixels()
+
+
 def test_photometry_from_a_hats_catalogue(realdata, model_dir, rng, tmp_path):
     frame = _archive_frame(realdata, rng)
     xp = _hats(frame.drop(columns="phot_g_mean_mag"), tmp_path / "xp")
@@ -156,6 +170,12 @@ def test_hats_errors_before_computing(realdata, model_dir, rng, tmp_path):
         _label(tmp_path / "plain", tmp_path / "o.parquet", model_dir)
     with pytest.raises(ValueError, match="name must end in one of"):
         _label(cat, tmp_path / "labels.csv", model_dir)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="lamfast label did not write"):   # never deleted by overwrite
+        _label(cat, tmp_path / "mine", model_dir, overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+    assert not (tmp_path / "mine.parts").exists()
     cli = ["label", str(cat), "--model", str(model_dir), "--device", "cpu", "--no-progress"]
     assert lamfast.cli.main([*cli[:1], str(flat), *cli[2:], "-o", str(tmp_path / "labels")]) == 2
     assert lamfast.cli.main([*cli, "-o", str(tmp_path / "labels")]) == 0

@@ -51,6 +51,16 @@ def check_hats_plan(output: Path, plan: LabelPlan) -> dict:
     return plan.hats[0]
 
 
+def check_replaceable(output: Path) -> None:
+    """FileExistsError unless the existing ``output`` is a labels catalogue lamfast wrote:
+    ``overwrite`` replaces a labelling job's output, never some other folder (or a file)."""
+    if output.is_dir() and read_hats_metadata(output) is not None:
+        return
+    kind = "a folder" if output.is_dir() else "a file"
+    raise FileExistsError(f"{output} exists and is {kind} that lamfast label did not write (no {METADATA_FILE}); "
+                          "overwrite replaces only a HATS labels catalogue: choose another output or move it away")
+
+
 def write_hats_output(output: Path, plan: LabelPlan, parts: Path, metadata: dict) -> None:
     """Write the labels of ``plan`` (every part in ``parts``, checked) as the HATS catalogue ``output``."""
     hats = import_hats(f"writing the HATS catalogue {output}")
@@ -62,8 +72,11 @@ def write_hats_output(output: Path, plan: LabelPlan, parts: Path, metadata: dict
     shutil.rmtree(tmp, ignore_errors=True)    # left by a killed job of this pid
     try:
         pixels, counts, positions = [], [], None
+        units_of: dict[int, list[int]] = {}
+        for i, u in enumerate(plan.units):
+            units_of.setdefault(u.file, []).append(i)
         for pixel, files in _files_by_pixel(entry):
-            table, positions = _pixel_table(plan, parts, entry, files, metadata)
+            table, positions = _pixel_table(plan, parts, entry, {k: units_of[k] for k in files}, metadata)
             target = Path(str(hats.io.pixel_catalog_file(tmp, HealpixPixel(*pixel))))
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_table(table, target)
@@ -128,23 +141,23 @@ def _files_by_pixel(entry: dict):
     return groups.items()
 
 
-def _pixel_table(plan: LabelPlan, parts: Path, entry: dict, files: list[int], metadata: dict):
-    """The output table of one pixel (its input files' parts, in order), and the
-    (ra, dec) column names carried, if the input has them."""
+def _pixel_table(plan: LabelPlan, parts: Path, entry: dict, files: dict[int, list[int]], metadata: dict):
+    """The output table of one pixel (``files``: its input files -> their units, in order),
+    and the (ra, dec) column names carried, if the input has them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     no_g = metadata.get("no_g_column") is not None
     labels, inputs = [], []
     wanted = [c for c in (entry["ra_column"], entry["dec_column"]) if c]
-    for k in files:
+    for k, units in files.items():
         path = plan.inputs[k]
         have = pq.read_schema(path).names
         positions = [c for c in wanted if c in have]
         index = [entry["healpix_column"]] if entry["healpix_column"] in have else []
         source = pq.read_table(path, columns=["source_id", *positions, *index])
         computed = []
-        for i in (i for i, u in enumerate(plan.units) if u.file == k):
+        for i in units:
             with np.load(part_path(parts, i)) as z:
                 computed.append(part_columns({n: z[n] for n in z.files}, k, plan.request, no_g))
         ids = np.concatenate([b["source_id"] for b in computed])
@@ -191,8 +204,7 @@ def _replace_folder(new: Path, output: Path) -> None:
     deleted once the new one is in place."""
     old = output.with_name(f".{output.name}.old-{os.getpid()}")
     if output.exists():
-        if not output.is_dir():
-            raise FileExistsError(f"{output} exists and is a file, not a HATS catalogue folder")
+        check_replaceable(output)
         os.rename(output, old)
     os.rename(new, output)
     fsync_dir(output.parent)

@@ -168,10 +168,15 @@ def check_writer(output: Path) -> str:
 
 
 def check_overwrite(output: Path, overwrite: bool) -> None:
-    """FileExistsError if ``output`` exists and may not be replaced."""
+    """FileExistsError if ``output`` exists and may not be replaced (a HATS output: also
+    with ``overwrite`` if it is not a labels catalogue lamfast wrote)."""
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite (overwrite=True) to replace it, or "
                               "--resume (resume=True) to keep it if it was made with the same plan")
+    if output.exists() and output_format(output) == "hats":
+        from .hats_output import check_replaceable
+
+        check_replaceable(output)
 
 
 def finished_output(output: Path, plan: LabelPlan) -> dict | None:
