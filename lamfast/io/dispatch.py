@@ -71,7 +71,8 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
         (:mod:`lamfast.io.xp_units`).
     photometry : for "xp": a Catalog (e.g. from
         :func:`~lamfast.io.gaia_photometry.gaia_photometry`), a table with Gaia/2MASS
-        columns, or a file astropy reads; joined by source_id. G (phot_g_mean_mag) is
+        columns, or a file astropy reads; joined by source_id. (Or a row-by-row lookup,
+        as :func:`~lamfast.io.xp_continuous.xp_catalog` takes it.) G (phot_g_mean_mag) is
         needed to gnorm e-/s coefficients; it may instead be a column of the file itself.
         (For a Parquet file of e-/s without G: ``read_parquet(path, photometry=Catalog)``.)
     """
@@ -102,7 +103,7 @@ def read_catalog(path: str | Path, *, format: str | None = None, photometry=None
 
 def _photometry_catalog(photometry) -> Catalog | None:
     """``photometry=`` as a Catalog (a Catalog, a table, or a file astropy reads)."""
-    if photometry is None or isinstance(photometry, Catalog):
+    if photometry is None or isinstance(photometry, Catalog) or callable(photometry):
         return photometry
     from .gaia_photometry import gaia_photometry
 

@@ -176,27 +176,10 @@ def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficie
     catalog : bp0.. rp0.. (gnorm) then bprp, jh, jk, g_fakemag as the photometry allows.
     joined : int64 [F] stars of this file found in each photometry file.
     """
-    from .dispatch import _xp_column_names
-    from .xp_archive import read_xp_continuous
-    from .xp_continuous import check_gnorm_scale, check_xp_continuous_scale, xp_catalog
+    from .dispatch import read_catalog
 
-    path = Path(path)
-    own_g = G_COLUMN in _xp_column_names(path, kwargs)
-    xp = read_xp_continuous(path, extra_columns=[G_COLUMN] if own_g else [], **kwargs)
-    check_xp_continuous_scale(xp)  # gnorm values in an archive-format file: refused, as read_catalog does
-    columns, joined = join.lookup(xp.source_id)
-    g = columns.get(G_COLUMN, np.full(len(xp), np.nan))
-    if own_g:
-        g = np.where(np.isnan(g), xp.extra[G_COLUMN], g)
-    columns[G_COLUMN] = g
-    phot = gaia_photometry({SOURCE_ID: xp.source_id, **columns}, need_tokens=False)
-    cat = xp_catalog(xp, g_mag=g, n_coefficients=n_coefficients)
-    check_gnorm_scale(cat, str(path))  # a G that is not a magnitude
-    extra = {**cat.extra, **phot.extra}
-    meta = {**cat.meta, "photometry": {**phot.meta, "files": join.paths}}
-    cat = Catalog(cat.columns + phot.columns, np.concatenate([cat.values, phot.values], axis=1),
-                  np.concatenate([cat.errors, phot.errors], axis=1), cat.source_id, meta, extra)
-    return cat, joined
+    return _read_joined(join, lambda lookup: read_catalog(path, format="xp", photometry=lookup,
+                                                          n_coefficients=n_coefficients, **kwargs))
 
 
 def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
@@ -219,13 +202,19 @@ def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
     """
     from .parquet import read_parquet
 
-    joined = [np.zeros(len(join.paths), np.int64)]   # set by the lookup, which read_parquet calls once
+    return _read_joined(join, lambda lookup: read_parquet(path, row_groups=row_groups, photometry=lookup))
 
-    def lookup(ids: np.ndarray) -> Catalog:   # every row counts, as for XP files
+
+def _read_joined(join: PhotometryJoin, read) -> tuple[Catalog, np.ndarray]:
+    """``read(lookup)`` (a reader given the row-by-row photometry of its rows' source_ids,
+    the one join mechanism of both formats), and the stars found in each photometry file."""
+    joined = [np.zeros(len(join.paths), np.int64)]   # set by the lookup, which the reader calls once
+
+    def lookup(ids: np.ndarray) -> Catalog:   # every row counts, repeats too
         columns, joined[0] = join.lookup(ids)
         return gaia_photometry({SOURCE_ID: ids, **columns}, need_tokens=False)
 
-    cat = read_parquet(path, row_groups=row_groups, photometry=lookup)
+    cat = read(lookup)
     cat.meta["photometry"] = {**cat.meta.get("photometry", {}), "files": join.paths}
     return cat, joined[0]
 

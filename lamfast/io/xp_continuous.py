@@ -13,6 +13,8 @@ Gaia data: ESA/Gaia/DPAC, CC BY-SA 3.0 IGO.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -121,7 +123,7 @@ def xp_token_names(n: int = N_BASES) -> list[str]:
     return [f"{b}{i}" for b in BANDS for i in range(n)]
 
 
-def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = None,
+def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | Callable[[np.ndarray], Catalog] | None = None,
                n_coefficients: int = N_BASES) -> Catalog:
     """XP coefficients in the paper's gnorm units (divided by the G flux in e-/s) as a
     :class:`Catalog` with columns bp0..bp{n-1}, rp0..rp{n-1}.
@@ -130,11 +132,13 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
     ----------
     xp : the archive rows.
     g_mag : float [N], optional
-        phot_g_mean_mag [mag] per row of ``xp``. Default: from ``photometry`` (its
-        ``extra["phot_g_mean_mag"]``), else from ``xp.extra["phot_g_mean_mag"]``.
+        phot_g_mean_mag [mag] per row of ``xp``. Default: ``photometry``'s (its
+        ``extra["phot_g_mean_mag"]``) where it has one, else ``xp.extra["phot_g_mean_mag"]``.
     photometry : Catalog, optional
         E.g. from :func:`lamfast.io.gaia_photometry.gaia_photometry`; joined on
-        source_id (stars it lacks get NaN), its token columns and extras appended.
+        source_id (stars it lacks get NaN), its token columns and extras appended. Or a
+        callable that gets the rows' source_id (int64 [N]) and returns their photometry
+        row by row (:meth:`lamfast.io.photometry_join.PhotometryJoin.lookup`: no second join).
     n_coefficients : keep the first n coefficients per band (the paper: 55; its
         headline inputs use 30).
 
@@ -145,12 +149,14 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
     n = len(xp)
     joined = None
     if photometry is not None:
-        joined = join_rows(photometry, xp.source_id)
+        joined = photometry(xp.source_id) if callable(photometry) else join_rows(photometry, xp.source_id)
     if g_mag is None:
-        if joined is not None and "phot_g_mean_mag" in joined.extra:
-            g_mag = joined.extra["phot_g_mean_mag"]
-        elif "phot_g_mean_mag" in xp.extra:
-            g_mag = xp.extra["phot_g_mean_mag"]
+        theirs = joined.extra.get("phot_g_mean_mag") if joined is not None else None
+        own = xp.extra.get("phot_g_mean_mag")
+        if theirs is not None and own is not None:   # the photometry's G where it has the star
+            g_mag = np.where(np.isnan(np.asarray(theirs, np.float64)), np.asarray(own, np.float64), theirs)
+        elif theirs is not None or own is not None:
+            g_mag = theirs if theirs is not None else own
         else:
             raise ValueError("XP coefficients in gnorm units need each star's G magnitude "
                              "(phot_g_mean_mag), found neither in the XP rows nor in photometry=: "
@@ -162,13 +168,18 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
     g_mag = np.asarray(g_mag, dtype=np.float64)
     if g_mag.shape != (n,):
         raise ValueError(f"g_mag must have shape ({n},), got {g_mag.shape}")
-    scale = 1.0 / g_flux(g_mag)  # NaN G -> NaN coefficients
+    scale = (1.0 / g_flux(g_mag))[:, None]  # NaN G -> NaN coefficients
     k = n_coefficients
-    values = np.concatenate([xp.bp_coefficients[:, :k], xp.rp_coefficients[:, :k]], axis=1)
-    errors = np.concatenate([xp.bp_coefficient_errors[:, :k],
-                             xp.rp_coefficient_errors[:, :k]], axis=1)
-    values = (values * scale[:, None]).astype(np.float32)
-    errors = (errors.astype(np.float64) * scale[:, None]).astype(np.float32)
+    # Each product in float64, rounded once to float32 as it is stored: the same values as
+    # (a.astype(float64) * scale).astype(float32), without the [N, 2k] float64 temporaries.
+    values = np.empty((n, 2 * k), np.float32)
+    errors = np.empty((n, 2 * k), np.float32)
+    for half, band in enumerate(BANDS):
+        at = slice(half * k, (half + 1) * k)
+        np.multiply(getattr(xp, f"{band}_coefficients")[:, :k], scale, out=values[:, at],
+                    dtype=np.float64, casting="same_kind")
+        np.multiply(getattr(xp, f"{band}_coefficient_errors")[:, :k], scale, out=errors[:, at],
+                    dtype=np.float64, casting="same_kind")
     columns = xp_token_names(k)
     extra = {"phot_g_mean_mag": g_mag,
              "bp_n_relevant_bases": xp.bp_n_relevant_bases,
@@ -181,6 +192,7 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | None = Non
         values = np.concatenate([values, joined.values], axis=1)
         errors = np.concatenate([errors, joined.errors], axis=1)
         extra.update(joined.extra)
+        extra["phot_g_mean_mag"] = g_mag   # the G that gnormed the rows, not the photometry's alone
         meta["photometry"] = joined.meta
     return Catalog(columns, values, errors, xp.source_id.copy(), meta, extra)
 
