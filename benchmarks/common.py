@@ -77,10 +77,27 @@ def device_name(device: str = "cpu") -> str:
 
 def device_slug(device: str = "cpu") -> str:
     """Folder name for results: the GPU model ('nvidia-h100-80gb-hbm3') or
-    'cpu-<CPU model>-<usable cores>cores' ('cpu-amd-epyc-2cores')."""
+    'cpu-<CPU model>-<usable cores>cores' ('cpu-intel-r-xeon-r-platinum-8480-56cores').
+
+    A virtual machine may name its CPU by make alone ('AMD EPYC' for Zen 3 and Zen 4
+    alike); such a name, without a model number, gets the CPU's best matrix/vector ISA
+    added ('cpu-amd-epyc-avx2-2cores', 'cpu-amd-epyc-avx512bf16-2cores'), so two CPUs of
+    one name never share a folder."""
     if str(device).startswith("cuda"):
         return slug(device_name(device))
-    return f"cpu-{slug(cpu_name())}-{usable_cores()}cores"
+    name = slug(cpu_name())
+    if not any(ch.isdigit() for ch in name):
+        name += f"-{isa_tag()}"
+    return f"cpu-{name}-{usable_cores()}cores"
+
+
+def isa_tag() -> str:
+    """The best of this CPU's bf16/SIMD levels: amx, avx512bf16, avx512, avx2 or baseline."""
+    flags = set((_cpuinfo("flags") or "").split())
+    for tag, flag in (("amx", "amx_bf16"), ("avx512bf16", "avx512_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return tag
+    return "baseline"
 
 
 def git_commit() -> str:

@@ -87,9 +87,14 @@ def test_cpu_results_are_filed_under_the_cpu_model_and_cores(results, monkeypatc
     cpuinfo.update({"model name": "AMD EPYC 7B13", "flags": "fpu avx2"})
     assert common.device_slug("cpu") == "cpu-amd-epyc-7b13-56cores"
     assert common.stamp("cpu")["cpu_isa"] == "avx2"
+    # a VM naming Zen 3 and Zen 4 alike: the ISA keeps them apart
+    cpuinfo.update({"model name": "AMD EPYC", "flags": "fpu avx2"})
+    assert common.device_slug("cpu") == "cpu-amd-epyc-avx2-56cores"
+    cpuinfo["flags"] = "fpu avx2 avx512f avx512_bf16"
+    assert common.device_slug("cpu") == "cpu-amd-epyc-avx512bf16-56cores"
     cpuinfo.clear()  # no /proc/cpuinfo: the platform's name, the ISA unknown
     monkeypatch.setattr(common.platform, "processor", lambda: "arm")
-    assert common.device_slug("cpu") == "cpu-arm-56cores" and common.stamp("cpu")["cpu_isa"] == "unknown"
+    assert common.device_slug("cpu") == "cpu-arm-baseline-56cores" and common.stamp("cpu")["cpu_isa"] == "unknown"
 
 
 def test_every_benchmark_imports_as_a_package_module():
