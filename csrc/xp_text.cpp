@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "decimal.hpp"
 #include "parallel.hpp"
 
 namespace lamfast {
@@ -50,7 +51,7 @@ const char* parse_double(const char* p, const char* e, double& out) {
     out = kNaN;
     return p + 4;
   }
-  auto r = std::from_chars(p, e, out);
+  auto r = parse_decimal(p, e, out);
   if (r.ec == std::errc::result_out_of_range) {
     // Over/underflow: std::from_chars leaves `out` untouched; strtod gives +/-inf or 0.
     std::string s(p, r.ptr);

@@ -4,9 +4,9 @@
 // The caller (lamfast/io/xp_archive.py) reads the header, maps every delimited field of
 // a row to what it holds (XpField), and hands over a buffer of whole data lines. Lines are
 // independent, so rows are parsed in parallel straight into their output slots; results do
-// not depend on the thread count. Numbers are parsed as double (correctly rounded) and
-// float32 outputs are cast from it, as numpy and astropy do, so every reader agrees bit
-// for bit.
+// not depend on the thread count. Numbers are parsed as double (correctly rounded:
+// decimal.hpp, std::from_chars's results on a faster path) and float32 outputs are cast
+// from it, as numpy and astropy do, so every reader agrees bit for bit.
 #pragma once
 #include <cstdint>
 #include <string>

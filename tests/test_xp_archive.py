@@ -1,6 +1,8 @@
 import dataclasses
 import gzip
+import math
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -176,6 +178,63 @@ def test_random_round_trip(rng, tmp_path, n, name):
                                                  xp.bp_n_relevant_bases)[:, None]
     assert np.isnan(got.bp_coefficients[mask]).all()
     assert np.array_equal(got.bp_coefficients[~mask], xp.bp_coefficients[~mask], equal_nan=True)
+
+
+def number_texts(rng, n: int) -> list[str]:
+    """n decimal numbers in every form the parser's fast path and its fallback meet: repr of
+    doubles and float32 over many decades, %g/%f/%e at 1-20 digits, 17-20 digit mantissas,
+    integers halfway between two doubles, leading zeros, signs, 'E', exponents."""
+    out = []
+    while len(out) < n:
+        x = float(rng.normal() * 10.0 ** rng.uniform(-30, 30))
+        p = int(rng.integers(1, 21))
+        s = 54 + int(rng.integers(0, 9))   # a double spacing of 2^(s-53): 2..512
+        halfway = (2**(s - 1) + int(rng.integers(0, 2**(s - 1))) // 2**(s - 53) * 2**(s - 53)
+                   + 2**(s - 54))
+        digits = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(1, 21))))
+        cut = int(rng.integers(1, len(digits) + 1))
+        out += [repr(x), str(np.float32(x)), f"{x:.{p}g}", f"{x:.{p % 13}f}", f"{x:.{p}e}",
+                f"{x:.{p}E}", str(halfway), f"{halfway}.0", f"{halfway}e-{p}",
+                f"-{digits[:cut]}.{digits[cut:] or '0'}", f"{digits}e+{p}",
+                f"000{digits[:cut]}.{digits[cut:]}00" if cut < len(digits) else f"0{digits}",
+                "-0.0", f"{rng.integers(0, 10**6)}"]
+    return out[:n]
+
+
+def near_halfway_texts(rng, n: int) -> list[str]:
+    """n 19-digit decimals within half a 64-bit ulp of a point halfway between two
+    doubles, but not on it: rounded to 64 bits first they land on the halfway point, where
+    rounding again to double goes the wrong way half the time."""
+    out = []
+    while len(out) < n:
+        e = int(rng.integers(-20, 20))
+        halfway = (Fraction(2**52 + int(rng.integers(0, 2**52)), 2**52) + Fraction(1, 2**53)) * Fraction(2)**e
+        k = 18 - math.floor(math.log10(halfway))   # 19 significant digits
+        digits = round(halfway * 10**k)
+        if digits != halfway * 10**k and abs(Fraction(digits, 10**k) - halfway) <= Fraction(2)**(e - 64):
+            out.append(f"{digits}e-{k}")
+    return out
+
+
+def test_numbers_parse_to_the_correctly_rounded_value(rng, tmp_path):
+    """Every number as Python's float() (correctly rounded) reads it; float32 columns are
+    that double rounded to float32, as before the fast path."""
+    n = int(rng.integers(20, 40))
+    texts = np.array(number_texts(rng, n * 4 * N_BASES))
+    texts[rng.choice(texts.size, 40, replace=False)] = near_halfway_texts(rng, 40)
+    texts = texts.reshape(4, n, N_BASES)
+    cols = ["bp_coefficients", "bp_coefficient_errors", "rp_coefficients", "rp_coefficient_errors"]
+    lines = ["source_id," + ",".join(cols)]
+    for i in range(n):
+        lines.append(f"{i + 1}," + ",".join('"(' + ", ".join(texts[c, i]) + ')"' for c in range(4)))
+    path = tmp_path / "numbers.csv"
+    path.write_text("\n".join(lines) + "\n")
+    xp = read_xp_continuous(path, blank_irrelevant=False, threads=2)
+    want = np.vectorize(float, otypes=[np.float64])(texts)
+    for c, name in enumerate(cols):
+        got = getattr(xp, name)
+        expected = want[c] if got.dtype == np.float64 else want[c].astype(np.float32)
+        assert np.array_equal(got, expected), (name, texts[c][got != expected][:5])
 
 
 def test_header_only_file(tmp_path):

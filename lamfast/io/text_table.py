@@ -2,10 +2,13 @@
 the header (column names, delimiter) and the data as chunks of whole lines.
 
 Reading is streamed in chunks of whole lines so that memory stays bounded on the
-archive's bulk files, and the next chunk is read and decompressed in a background
-thread (zlib and file reads release the GIL) while the current one is parsed. On gzipped
-files decompression, not parsing, is the bottleneck: where the optional package ``isal``
-is installed its igzip (about 3x faster than zlib, same results) is used.
+archive's bulk files. :func:`stream_chunks` (the parsers' reader) reads into two reused
+buffers, the next chunk read and decompressed in a background thread (zlib, isal and file
+reads release the GIL) while the current one is parsed: no chunk is copied or freshly
+allocated (fresh pages cost as much as inflating them). :func:`read_chunks` yields bytes
+that stay valid (the plain reference readers use it). On gzipped files decompression,
+not parsing, is the bottleneck: where the optional package ``isal`` is installed its
+igzip (about 3x faster than zlib, same results) is used.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import csv
 import functools
 import gzip
 import io
+import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -121,21 +125,121 @@ def read_chunks(path: str | Path, chunk_bytes: int = 8 << 20,
         raise ValueError(f"{path}: truncated or corrupt gzip stream ({e})") from None
 
 
-def prefetch(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The same chunks, with the next one produced in a background thread."""
-    it = iter(chunks)
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="lamfast-read") as pool:
-            pending = pool.submit(next, it, None)
-            while True:
-                chunk = pending.result()
-                if chunk is None:
-                    return
-                pending = pool.submit(next, it, None)
-                yield chunk
-    finally:
-        if hasattr(it, "close"):  # close the file now, also when the consumer stops early
-            it.close()
+def stream_chunks(path: str | Path, chunk_bytes: int = 8 << 20,
+                  skip_bytes: int = 0) -> Iterator[memoryview]:
+    """The content after ``skip_bytes`` as chunks of whole lines (as :func:`read_chunks`:
+    each ends with '\\n' except possibly the last), plain or gzipped, the next chunk read
+    in a background thread while the caller uses the current one.
+
+    Each chunk is a view of one of two reused buffers, released when the next chunk is
+    asked for: use it (or copy it) before. Errors as :func:`read_chunks`.
+    """
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    with open(path, "rb", buffering=0) as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        lines = _LineBuffers(_gzip_reader(raw) if gzipped else raw, chunk_bytes, path)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="lamfast-read")
+        pending = pool.submit(lines.next_chunk, skip_bytes)
+        try:
+            while (chunk := pending.result()) is not None:
+                pending = pool.submit(lines.next_chunk)   # fills the other buffer meanwhile
+                try:
+                    yield chunk
+                finally:
+                    chunk.release()   # its buffer is refilled next: no view may outlive this
+        finally:
+            pool.shutdown()   # the read in flight (stopped early or failed) ends first
+            if pending.exception() is None and pending.result() is not None:
+                pending.result().release()
+            lines.close()
+
+
+def _gzip_reader(raw):
+    """A reader (with readinto) of the decompressed content of the open file ``raw``."""
+    if gzip_backend() == "isal":
+        from isal import igzip, isal_zlib
+
+        if hasattr(isal_zlib, "_GzipReader"):   # igzip's own reader: inflates into our buffer
+            return isal_zlib._GzipReader(raw, 1 << 17)
+        return igzip.IGzipFile(fileobj=raw, mode="rb")
+    return gzip.GzipFile(fileobj=raw, mode="rb")
+
+
+class _BufferPool:
+    """Read buffers kept for the next file: a fresh 8 MB buffer costs its page faults
+    (the kernel zeroes every page), about as much as inflating 8 MB. Keeps at most
+    ``keep`` buffers (those of concurrent readers)."""
+
+    def __init__(self, keep: int = 8):
+        self.keep, self.free, self.lock = keep, [], threading.Lock()
+
+    def take(self, size: int) -> bytearray:
+        with self.lock:
+            for i, buf in enumerate(self.free):
+                if len(buf) == size:
+                    return self.free.pop(i)
+        return bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        with self.lock:
+            self.free.append(buf)
+            del self.free[:-self.keep]   # the oldest go
+
+
+_buffers = _BufferPool()
+
+
+class _LineBuffers:
+    """Two buffers filled in turn from ``source`` (anything with readinto), each cut after
+    its last line end; the partial line after the cut starts the other buffer."""
+
+    def __init__(self, source, chunk_bytes: int, path):
+        self.source, self.path, self.chunk_bytes = source, path, chunk_bytes
+        self.buffers = [_buffers.take(chunk_bytes), _buffers.take(chunk_bytes)]
+        self.turn = 0
+        self.carry = b""   # the start of a line not yet complete
+        self.eof = False
+
+    def close(self) -> None:
+        """Hands the buffers back for the next file (no chunk of them may be in use)."""
+        for buf in self.buffers:
+            if len(buf) == self.chunk_bytes:   # not one grown for a long line
+                _buffers.give(buf)
+        self.buffers = []
+
+    def next_chunk(self, skip_bytes: int = 0) -> memoryview | None:
+        """The next chunk of whole lines (after skipping ``skip_bytes``), None at the end."""
+        try:
+            return self._next(skip_bytes)
+        except _gzip_errors() as e:
+            raise ValueError(f"{self.path}: truncated or corrupt gzip stream ({e})") from None
+
+    def _next(self, skip_bytes: int) -> memoryview | None:
+        buf = self.buffers[self.turn]
+        with memoryview(buf) as view:
+            while skip_bytes > 0 and not self.eof:
+                got = self.source.readinto(view[:min(skip_bytes, len(buf))])
+                self.eof, skip_bytes = not got, skip_bytes - got
+        if len(buf) <= len(self.carry):   # a line longer than a chunk: room for it and more
+            buf = bytearray(2 * len(self.carry))
+        buf[:len(self.carry)] = self.carry
+        fill = len(self.carry)
+        while True:
+            while fill < len(buf) and not self.eof:
+                with memoryview(buf) as view:
+                    got = self.source.readinto(view[fill:])
+                self.eof, fill = not got, fill + got
+            cut = fill if self.eof else buf.rfind(b"\n", 0, fill) + 1
+            if cut or self.eof:
+                break
+            grown = bytearray(2 * len(buf))   # no line end in the whole buffer yet
+            grown[:fill] = buf   # full: fill == len(buf)
+            buf = grown
+        self.buffers[self.turn], self.turn = buf, self.turn ^ 1
+        self.carry = bytes(memoryview(buf)[cut:fill])
+        return memoryview(buf)[:cut] if cut else None
 
 
 def read_header(path: str | Path, fmt: str) -> TextHeader:

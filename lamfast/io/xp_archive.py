@@ -255,12 +255,13 @@ def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> 
 @contextlib.contextmanager
 def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
     """Chunks of whole data lines. A plain file is memory-mapped and sliced without
-    copying (the parser's threads fault its pages in in parallel); a gzipped one is
-    decompressed in a background thread, one chunk ahead of the parser."""
-    from .text_table import is_gzip, prefetch, read_chunks
+    copying (the parser's threads fault its pages in in parallel; faster than reading it
+    into a buffer); a gzipped one is decompressed into reused buffers in a background
+    thread, one chunk ahead of the parser (:func:`lamfast.io.text_table.stream_chunks`)."""
+    from .text_table import is_gzip, stream_chunks
 
     if is_gzip(path):
-        chunks = prefetch(read_chunks(path, chunk_bytes, skip_bytes))
+        chunks = stream_chunks(path, chunk_bytes, skip_bytes)
         try:
             yield chunks
         finally:
