@@ -32,7 +32,8 @@
 # rows, the build is replaced by an import check and the tests by DRY_TESTS.
 # INSTALL=0, GPU_TESTS=0, BENCH=0 skip phases; PHASES="attention label" runs just those
 # benchmark phases; BUDGET_<phase>=S overrides a phase's budget, TOTAL_BUDGET the overall
-# deadline (470 s); FAIL_PHASE=<phase> makes that phase fail on purpose (tests of this
+# deadline (470 s); BENCH_BUDGET_<phase>=S the --budget that phase's benchmark gets;
+# FAIL_PHASE=<phase> makes that phase fail on purpose (tests of this
 # script); TEST_WORKERS sets pytest-xdist's process count (if installed); EXTRA="cmd" runs
 # one more phase (e.g. a tuning sweep) when time is left; WHEELS=DIR first installs the wheels in DIR into a
 # private folder (a GPU image without astropy, say: the tests of LAM.predict and the readers
@@ -64,7 +65,9 @@ fi
 
 # phase NAME BUDGET LOG CMD...: run CMD (a program, or a function exported with export -f)
 # under min(BUDGET, time left), output appended to LOG; an argument @BUDGET@ becomes 80 % of
-# that limit (the benchmarks' own --budget, so they stop before the timeout kills them).
+# that limit (the benchmarks' own --budget, so they stop before the timeout kills them), or
+# BENCH_BUDGET_<phase> seconds where that is set (the dry run's test: a budget that runs out
+# on any machine, however fast).
 # Prints and records "phase NAME ok|failed (exit N)|timed out|skipped  S s".
 phase() {
     local name=$1 budget=$2 log=$3
@@ -82,8 +85,9 @@ phase() {
             echo "failing on purpose (FAIL_PHASE=$name)" >>"$log"
             rc=3
         else
-            local args=() a
-            for a in "$@"; do args+=("${a//@BUDGET@/$((limit * 8 / 10))}"); done
+            local args=() a own="BENCH_BUDGET_$name"
+            local bench_budget=${!own:-$((limit * 8 / 10))}
+            for a in "$@"; do args+=("${a//@BUDGET@/$bench_budget}"); done
             if declare -F "$1" >/dev/null; then args=(bash -c '"$@"' _ "${args[@]}"); fi
             timeout -k 10 "$limit" "${args[@]}" >>"$log" 2>&1
             rc=$?

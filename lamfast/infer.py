@@ -96,7 +96,8 @@ def predict(model: LAM, values, columns: Sequence[str] | None = None,
         ``model.config.context_length``, the set size the model was trained on. A warning
         says how many stars were cut.
     threads : tokenizer threads (default :func:`lamfast.get_num_threads`).
-    precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA, fp32 elsewhere).
+    precision : ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on CUDA and on CPUs with bf16
+        GEMMs, fp32 on other CPUs: :func:`resolve_precision`).
 
     Input columns the model cannot use, tokens it has no normalisation stats for (e.g.
     ``g_fakemag`` in the shipped model), are dropped with a warning naming them, as
@@ -194,11 +195,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> bf16 on CUDA, fp32 elsewhere (bf16 on CPU is opt-in)."""
+    """``"auto"`` -> bf16 on CUDA and on CPUs whose oneDNN runs bf16 GEMMs (AVX-512 BF16,
+    AMX: :func:`lamfast.model.cpu_runs_bf16_gemms`), fp32 on other CPUs. bf16 passes the
+    precision gate on real stars (:mod:`lamfast.precision_gate`, README) and is the faster
+    path on those machines; on an AVX2-only CPU it would be several times slower."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        from .model import cpu_runs_bf16_gemms
+
+        return "bf16" if device.type == "cuda" or cpu_runs_bf16_gemms() else "fp32"
     return precision
 
 
@@ -229,7 +235,7 @@ class Predictor:
     model : lamfast.LAM with a normalizer; moved to ``device`` and set to eval mode.
     request : token names to predict for every star.
     device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
-    precision : ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on CUDA, else fp32).
+    precision : ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (:func:`resolve_precision`).
     batch_size : stars per forward pass (bounds activation memory); default
         :func:`default_batch_size` of the device.
     sort_by_length : order stars by set length before cutting micro-batches (only done

@@ -106,6 +106,12 @@ _FUSED_DTYPES = (torch.float32,) + ((torch.bfloat16,) if _LINEAR_POINTWISE is no
                                     and torch.ops.mkldnn._is_mkldnn_bf16_supported() else ())
 
 
+def cpu_runs_bf16_gemms() -> bool:
+    """True where this CPU's dense layers run bf16 in oneDNN's GEMMs (AVX-512 BF16, AMX):
+    there bf16 inference is faster than fp32; without (AVX2 only) it is several times slower."""
+    return torch.bfloat16 in _FUSED_DTYPES
+
+
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
             gelu: bool = False) -> torch.Tensor:
     """x @ weight.T + bias, then exact GELU if ``gelu``: [T, in] -> [T, out].

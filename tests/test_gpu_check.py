@@ -45,7 +45,7 @@ def dry_run(tmp_path_factory):
     kw = same_lamfast(REPO)
     env = {**kw["env"], "OUT": str(out), "PY": sys.executable, "DRY": "1", "TMPDIR": str(scratch),
            "FAIL_PHASE": FAILING,       # fails on purpose: the others must keep their tables
-           "BUDGET_attention": "15"}    # runs out of budget: must keep the rows it measured
+           "BENCH_BUDGET_attention": "1"}   # runs out of budget after its first case: keeps what it measured
     env.pop("TRITON_INTERPRET", None)  # the script sets it itself
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
                           timeout=420, cwd=REPO, env=env)
@@ -72,8 +72,8 @@ def test_every_phase_ran_and_printed_its_time(dry_run):
         status = line.split(None, 2)[2]
         if name == FAILING:
             assert status.startswith("failed (exit 3)"), line
-        elif name == "attention":  # out of budget: stopped itself, or was stopped by timeout
-            assert status.startswith(("ok", "timed out")), line
+        elif name == "attention":  # out of its own budget: it stopped itself
+            assert status.startswith("ok"), line
         else:
             assert status.startswith("ok"), line
     assert proc.returncode != 0  # a failed phase fails the script, at the end
@@ -107,7 +107,7 @@ def test_rows_say_what_needs_cuda_and_what_ran_out_of_budget(dry_run):
     status = {(r["candidate"], r["status"]) for r in attention}
     assert ("sdpa-padded-cudnn", "skipped: needs CUDA") in status
     assert any(r["candidate"] == "lamfast-triton" and r["status"] == "ok" for r in attention)  # interpreted
-    assert any(r["status"] == "skipped: time budget" for r in attention)  # BUDGET_attention=15
+    assert any(r["status"] == "skipped: time budget" for r in attention)  # BENCH_BUDGET_attention=1
     assert any(r["status"] == "ok" for r in attention)
     model = _rows(tables["model.csv"])
     assert {r["candidate"] for r in model} == {"lamfast", "stock", "stock-compile"}

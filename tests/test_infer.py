@@ -120,14 +120,25 @@ def test_predictor_errors(rng):
         Predictor(LAM(TINY), ["teff"])
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8", torch.device("cpu"))
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="device must be"):
         resolve_device("gpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
         assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("fused, want", [((torch.float32, torch.bfloat16), "bf16"), ((torch.float32,), "fp32")])
+def test_auto_precision_on_cpu_follows_the_bf16_gemms(monkeypatch, fused, want):
+    """bf16 where oneDNN runs bf16 GEMMs (AVX-512 BF16, AMX: faster, and it passes the
+    precision gate), fp32 where it does not (AVX2 only: bf16 would be several times slower)."""
+    import lamfast.model
+
+    monkeypatch.setattr(lamfast.model, "_FUSED_DTYPES", fused)
+    assert resolve_precision("auto", torch.device("cpu")) == want
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
 
 
 def test_model_resolution(rng, tmp_path, monkeypatch):

@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
                    help="input columns (default: every column the model knows, except the requested ones)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: %(default)s: a GPU if there is one)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="arithmetic of the model (default: %(default)s: bf16 on GPUs, fp32 on CPUs)")
+                   help="arithmetic of the model (default: %(default)s: bf16 on GPUs and on CPUs with bf16 GEMMs, "
+                        "AVX-512 BF16 or AMX; fp32 on other CPUs)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="stars per forward pass (default: 256 on CPUs, 4096 on GPUs)")
     p.add_argument("--chunk-rows", type=int, default=65536, metavar="N",

@@ -81,7 +81,8 @@ def label(inputs, *, model: str | os.PathLike = "default", request: Sequence[str
     batch_size : stars per forward pass (bounds device memory); default 256 on CPU, 4096
         on GPUs (:func:`lamfast.infer.default_batch_size`).
     device : ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:N"``.
-    precision : ``"fp32"``, ``"bf16"`` (autocast), ``"auto"`` (bf16 on CUDA, fp32 on CPU).
+    precision : ``"fp32"``, ``"bf16"`` (autocast), ``"auto"`` (bf16 on CUDA and on CPUs with
+        bf16 GEMMs, AVX-512 BF16 or AMX; fp32 on other CPUs).
     shard : ``(K, N)`` or ``"K/N"``: compute only units K, K+N, ... and do not merge.
     resume : skip units already done (and return at once if ``output`` is already the
         merged result of the same plan). ValueError saying what differs if the parts in
