@@ -94,7 +94,8 @@ def read_xp_continuous(path: str | Path, *, correlations: bool = False,
     extra_columns : further scalar numeric columns to carry, e.g. ("phot_g_mean_mag",),
         returned as float64 [N] in ``extra`` (missing cells NaN).
     threads : C++ parser threads (default :func:`lamfast.get_num_threads`).
-    chunk_bytes : text is parsed in chunks of about this many (decompressed) bytes.
+    chunk_bytes : gzipped text is decompressed and parsed in chunks of about this many
+        bytes (a plain file is memory-mapped and parsed whole).
 
     Returns
     -------
@@ -254,10 +255,12 @@ def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> 
 
 @contextlib.contextmanager
 def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
-    """Chunks of whole data lines. A plain file is memory-mapped and sliced without
-    copying (the parser's threads fault its pages in in parallel; faster than reading it
-    into a buffer); a gzipped one is decompressed into reused buffers in a background
-    thread, one chunk ahead of the parser (:func:`lamfast.io.text_table.stream_chunks`)."""
+    """Chunks of whole data lines. A gzipped file is decompressed into reused buffers in
+    a background thread, one chunk ahead of the parser
+    (:func:`lamfast.io.text_table.stream_chunks`). A plain file is memory-mapped and
+    parsed in one piece: its pages cost no memory, so nothing bounds it, and one piece
+    spares concatenating the parts' arrays (the parser's threads fault its pages in in
+    parallel; faster than reading it into a buffer)."""
     from .text_table import is_gzip, stream_chunks
 
     if is_gzip(path):
@@ -272,26 +275,9 @@ def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
         if size <= skip_bytes:
             yield iter(())
             return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            chunks = _mapped_chunks(mm, view, skip_bytes, size, chunk_bytes)
-            try:
-                yield chunks
-            finally:
-                chunks.close()  # releases the last slice, so the map can close
-                view.release()
-
-
-def _mapped_chunks(mm, view, start: int, size: int, chunk_bytes: int):
-    while start < size:
-        stop = size if start + chunk_bytes >= size else mm.find(b"\n", start + chunk_bytes)
-        stop = size if stop < 0 else stop + 1
-        chunk = view[start:stop]
-        try:
-            yield chunk
-        finally:
-            chunk.release()
-        start = stop
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view, \
+                view[skip_bytes:] as data:
+            yield iter([data])
 
 
 def _empty_arrays(correlations: bool, n_extra: int) -> dict:
