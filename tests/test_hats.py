@@ -53,6 +53,7 @@ def _hats(frame, folder, name="xp", rows=40, row_group=None):
 def _label(inputs, output, model_dir, **kw):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+        kw.setdefault("precision", "fp32")   # compared with label_frame's fp32 (auto is bf16 on some CPUs)
         return lamfast.label(inputs, output=output, model=model_dir, device="cpu", progress=False, **kw)
 
 
@@ -93,7 +94,8 @@ def test_hats_in_hats_out_labels_as_the_flat_file(realdata, model_dir, rng, tmp_
     # the same catalogue labelled in memory by LSDB, partition by partition, from its e-/s lists
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
-        framed = source.map_partitions(lamfast.label_frame, model=lamfast.load(model_dir), device="cpu").compute()
+        framed = source.map_partitions(lamfast.label_frame, model=lamfast.load(model_dir), device="cpu",
+                                       precision="fp32").compute()
     assert framed["source_id"].tolist() == out["source_id"].tolist()
     assert np.allclose(framed["teff"].to_numpy(), out["teff"], rtol=1e-5, atol=1e-5)
 
@@ -215,7 +217,7 @@ def test_dask_labels_a_hats_catalogue_as_one_job(realdata, model_dir, rng, tmp_p
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
         dask = label_distributed(cat, output=tmp_path / "dask", model=model_dir, device="cpu", workers=2,
-                                 processes=False, progress=False)
+                                 processes=False, progress=False, precision="fp32")
     a, meta_a = read_output(tmp_path / "local")
     b, meta_b = read_output(tmp_path / "dask")
     for c in a:

@@ -54,7 +54,8 @@ def expected(model, paths, columns=None):
         cols = columns or [c for c in model_input_columns(model, REQUEST) if c in cat.columns]
         with warnings.catch_warnings():   # stars of >64 values are cut, as label cuts them
             warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
-            table = lamfast.predict(model, cat.select(cols).values, cols, REQUEST, device="cpu", batch_size=10_000)
+            table = lamfast.predict(model, cat.select(cols).values, cols, REQUEST, device="cpu", batch_size=10_000,
+                                    precision="fp32")
         out.append((k, cat.source_id, table))
     return out
 
@@ -62,7 +63,7 @@ def expected(model, paths, columns=None):
 def test_rows_in_input_order_with_predictions(setup, tmp_path):
     folder, model_dir, model, paths = setup.folder, setup.model_dir, setup.model, setup.paths
     summary = run([str(folder / "*.parquet"), paths[1], paths[0]], tmp_path / "out.parquet", model_dir,
-                  batch_size=37)
+                  batch_size=37, precision="fp32")   # against fp32 predictions (auto is bf16 on some CPUs)
     cols, meta = read_output(tmp_path / "out.parquet")
     want = expected(model, paths)
     n = sum(len(sid) for _, sid, _ in want)
@@ -87,7 +88,7 @@ def test_rows_in_input_order_with_predictions(setup, tmp_path):
 def test_hdf5_output_metadata_and_columns(setup, tmp_path):
     model_dir, model, paths = setup.model_dir, setup.model, setup.paths
     columns = ["bprp", "jh", "jk"] + [f"bp{i}" for i in range(5)] + [f"rp{i}" for i in range(5)]
-    run(paths, tmp_path / "out.h5", model_dir, columns=columns, request=["teff", "logebv"])
+    run(paths, tmp_path / "out.h5", model_dir, columns=columns, request=["teff", "logebv"], precision="fp32")
     cols, meta = read_output(tmp_path / "out.h5")
     assert list(cols) == ["source_id", "input_file", "input_row", "teff", "teff_error", "logebv",
                           "logebv_error", "no_input"]
@@ -100,7 +101,8 @@ def test_hdf5_output_metadata_and_columns(setup, tmp_path):
     assert meta["plan"]["request"] == ["teff", "logebv"]
     # Same predictions as predict on those columns.
     cat = read_parquet(paths[0])
-    table = lamfast.predict(model, cat.select(columns).values, columns, ["teff", "logebv"], device="cpu")
+    table = lamfast.predict(model, cat.select(columns).values, columns, ["teff", "logebv"], device="cpu",
+                            precision="fp32")
     np.testing.assert_allclose(cols["logebv"][:230], table["logebv"], rtol=2e-5, equal_nan=True)
 
 

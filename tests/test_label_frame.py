@@ -111,12 +111,13 @@ def test_label_frame_reads_archive_coefficient_lists_as_a_parquet_file(realdata,
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "xp.parquet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lamfast.label(tmp_path / "xp.parquet", output=tmp_path / "o.parquet", device="cpu", progress=False)
+        lamfast.label(tmp_path / "xp.parquet", output=tmp_path / "o.parquet", device="cpu", progress=False,
+                      precision="fp32")
     want, _ = read_output(tmp_path / "o.parquet")
     cat = read_parquet(tmp_path / "xp.parquet")                # the file's gnorm tokens, predicted directly
     lam = lamfast.load("default")
-    direct = lamfast.predict(lam, cat.values, cat.columns, ["teff", "logg", "m_h"], device="cpu")
-    got = _label(frame)
+    direct = lamfast.predict(lam, cat.values, cat.columns, ["teff", "logg", "m_h"], device="cpu", precision="fp32")
+    got = _label(frame, precision="fp32")
     assert list(got.columns) == list(frame.columns) + NEW and got.index.equals(frame.index)
     for c in NEW[:-1]:
         np.testing.assert_array_equal(got[c].to_numpy(), np.asarray(direct[c]), err_msg=c)

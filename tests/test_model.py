@@ -161,7 +161,8 @@ def test_predict_in_physical_units(rng):
     model = _perturbed(LAM(TINY, normalizer=normalizer), rng)
     raw = _stars(rng, 23, columns, empty_rows=(2, 17))
     raw = (raw * 3 + 10).astype(np.float32)
-    table = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=5, device="cpu")
+    table = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=5, device="cpu",
+                            precision="fp32")   # against the fp32 stock model (auto may be bf16 on CPUs)
     assert table.colnames == ["teff", "teff_error", "logg", "logg_error", "no_input"]
     assert len(table) == 23 and list(np.flatnonzero(table["no_input"])) == [2, 17]
     assert np.isnan(table["teff"][[2, 17]]).all() and np.isnan(table["logg_error"][[2, 17]]).all()
@@ -179,7 +180,8 @@ def test_predict_in_physical_units(rng):
         np.testing.assert_allclose(table[name][ok], want[ok], rtol=1e-5, atol=1e-5 * np.abs(want).max())
         np.testing.assert_allclose(table[f"{name}_error"][ok], want_err[ok], rtol=1e-5)
     # Chunking changes nothing but float rounding (padded block shapes differ).
-    whole = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=1000, device="cpu")
+    whole = lamfast.predict(model, raw, columns, request=["teff", "logg"], batch_size=1000, device="cpu",
+                            precision="fp32")
     np.testing.assert_allclose(np.asarray(whole["teff"]), np.asarray(table["teff"]), rtol=1e-5,
                                atol=1e-5 * np.nanmax(np.abs(table["teff"])))
 
