@@ -17,7 +17,11 @@ import torch
 from conftest import same_lamfast
 
 from lamfast.ops import attention_backend, varlen_attention, varlen_attention_reference
-from lamfast.ops.attention_cpu import cpu_kernel_supports, varlen_attention_cpu
+from lamfast.ops.attention_cpu import (
+    _fp32_rows,
+    cpu_kernel_supports,
+    varlen_attention_cpu,
+)
 
 SELF = [0, 1, 2, 8, 9, 3, 130, 1, 0]
 CROSS_Q = [1, 3, 0, 2, 9, 1, 0, 4]     # decoder-like requests; sets 2 and 6 have none
@@ -81,6 +85,50 @@ def test_strided_slices_of_a_fused_projection(rng, bias):
     q, k, v, cq, ck, bk, bv = _problem(rng, SELF, SELF, 4, 16, torch.float32, bias, fused=True)
     assert not q.is_contiguous() and q.stride(0) == 3 * 4 * 16
     _compare(q, k, v, cq, ck, bk, bv, torch.float32, max(SELF), max(SELF))
+
+
+@pytest.mark.parametrize("lengths", [SELF, [1], [0, 1, 0], [2, 0, 9, 1]], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_fused_slices_convert_once_and_match_reference(rng, dtype, lengths):
+    """bf16 q, k, v slices of one [T, 3, H, D] projection become views of one fp32 block
+    (one conversion; a single token is converted per slice) with the values of per-slice
+    conversion; forward and grads agree with the reference (fp32 slices pass through)."""
+    q, k, v, cq, ck, bk, bv = _problem(rng, lengths, lengths, 8, 8, dtype, True, fused=True)
+    qf, kf, vf = _fp32_rows(q, k, v)
+    for x, xf in zip((q, k, v), (qf, kf, vf)):
+        assert xf.dtype == torch.float32 and torch.equal(xf, x.float())
+    storages = {xf.untyped_storage().data_ptr() for xf in (qf, kf, vf)}
+    assert len(storages) == 1 or q.shape[0] == 1
+    assert dtype != torch.float32 or qf.data_ptr() == q.data_ptr()
+    _compare(q, k, v, cq, ck, bk, bv, dtype, max(lengths), max(lengths))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_decoder_like_key_value_slices_of_a_wide_projection(rng, dtype):
+    """k, v as adjacent column slices of a wider [Tk, 6W] projection (the decoder's keys and
+    values of all blocks in one GEMM), q from its own projection: odd set lengths."""
+    heads, dim = 4, 16
+    width = heads * dim
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    kv_all = torch.randn(sum(CROSS_K), 6 * width, generator=g).to(dtype)
+    for block in range(3):
+        k, v = (kv_all[:, (2 * block + i) * width:(2 * block + i + 1) * width].view(-1, heads, dim)
+                for i in range(2))
+        kf, vf = _fp32_rows(k, v)
+        assert torch.equal(kf, k.float()) and torch.equal(vf, v.float())
+        assert kf.untyped_storage().data_ptr() == vf.untyped_storage().data_ptr()
+        q = torch.randn(sum(CROSS_Q), heads, dim, generator=g).to(dtype)
+        bk, bv = (torch.randn(heads, dim, generator=g).to(dtype) for _ in "kv")
+        _compare(q, k, v, _cu(CROSS_Q), _cu(CROSS_K), bk, bv, dtype, max(CROSS_Q), max(CROSS_K))
+
+
+def test_slices_of_different_tokens_are_converted_apart():
+    """Views with one token stride whose columns do not fit in one token's row (here a
+    later token's row) cannot share a block: each is converted on its own."""
+    base = torch.randn(10, 2, 8).to(torch.bfloat16)
+    a, b = base[:6], base[3:9]   # same storage and stride, rows 3 tokens apart
+    af, bf = _fp32_rows(a, b)
+    assert torch.equal(af, a.float()) and torch.equal(bf, b.float())
 
 
 def test_many_sets_and_thread_counts_agree(rng):
