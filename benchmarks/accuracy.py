@@ -186,7 +186,9 @@ def _predict(model, cat) -> tuple[dict, dict]:
     from lamfast.infer import predict
 
     x = cat.select(list(HEADLINE_INPUTS))
-    table = predict(model, x.values, x.columns, request=list(LABELS), device="cpu")
+    # fp32, the reference: the same table on every CPU (auto is bf16 on some; the precision
+    # gate, benchmarks/precision_gate.py, judges bf16 against it)
+    table = predict(model, x.values, x.columns, request=list(LABELS), device="cpu", precision="fp32")
     return ({k: np.asarray(table[k], dtype=np.float64) for k in LABELS},
             {k: np.asarray(table[f"{k}_error"], dtype=np.float64) for k in LABELS})
 
