@@ -17,11 +17,9 @@ import numpy as np
 from ..units import unit_of
 
 # The archive's XP columns a frame may hold instead of bp0..bp54 / rp0..rp54, read as a Parquet
-# file's (lamfast.io.parquet): coefficient lists, their errors, the relevant bases, and G to gnorm them.
+# file's (lamfast.io.parquet): coefficient lists, their errors, the relevant bases (G gnorms them).
 XP_LIST_COLUMNS = ("bp_coefficients", "rp_coefficients", "bp_coefficient_errors", "rp_coefficient_errors",
                    "bp_n_relevant_bases", "rp_n_relevant_bases")
-G_COLUMN = "phot_g_mean_mag"
-ARCHIVE_COEFFICIENTS = 55            # per band in Gaia DR3's XP_CONTINUOUS
 
 
 def label_frame(df, model="default", request: Sequence[str] = ("teff", "logg", "m_h"), *,
@@ -91,7 +89,8 @@ def _token_frame(df, xp_units: str):
     import pandas as pd
     import pyarrow as pa
 
-    from ..io.parquet import table_catalog
+    from ..io.parquet import G_COLUMN, table_catalog
+    from ..io.xp_continuous import N_BASES
 
     lists = [c for c in XP_LIST_COLUMNS if c in df.columns]
     if not any(c.endswith("_coefficients") for c in lists):
@@ -108,7 +107,7 @@ def _token_frame(df, xp_units: str):
         # a band missing for every row (an empty frame: Dask's and LSDB's meta) has no list
         # length to read: the archive's 55 coefficients, all missing
         for name in [c for c in cat.columns if c.startswith(band) and c[2:].isdigit()] or [
-                f"{band}{k}" for k in range(ARCHIVE_COEFFICIENTS)]:
+                f"{band}{k}" for k in range(N_BASES)]:
             coefficients[name] = cat.column(name) if name in cat.columns else np.float32(np.nan)
     return pd.concat([df.drop(columns=keep), coefficients], axis=1)
 

@@ -33,7 +33,7 @@ from .._version import __version__
 from ..atomic import fsync_dir
 from ..io.hats import import_hats
 from .plan import LabelPlan, part_path
-from .table import METADATA_KEY, column_dtypes, output_columns, part_columns, unit_and_description
+from .table import METADATA_KEY, arrow_fields, output_columns, part_columns
 
 METADATA_FILE = f"{METADATA_KEY}.json"
 ROW_GROUP = 65536
@@ -152,10 +152,11 @@ def _pixel_table(plan: LabelPlan, parts: Path, entry: dict, files: dict[int, lis
     wanted = [c for c in (entry["ra_column"], entry["dec_column"]) if c]
     for k, units in files.items():
         path = plan.inputs[k]
-        have = pq.read_schema(path).names
+        file = pq.ParquetFile(path)
+        have = file.schema_arrow.names
         positions = [c for c in wanted if c in have]
         index = [entry["healpix_column"]] if entry["healpix_column"] in have else []
-        source = pq.read_table(path, columns=["source_id", *positions, *index])
+        source = file.read(columns=["source_id", *positions, *index])
         computed = []
         for i in units:
             with np.load(part_path(parts, i)) as z:
@@ -167,14 +168,9 @@ def _pixel_table(plan: LabelPlan, parts: Path, entry: dict, files: dict[int, lis
         inputs.append(source)
         labels += computed
     source = pa.concat_tables(inputs, promote_options="permissive")
-    columns = output_columns(plan.request, no_g)
+    fields = arrow_fields(output_columns(plan.request, no_g))
     carried = [c for c in wanted if c in source.column_names]
-    fields, arrays = [], []
-    for c, dtype in column_dtypes(columns):
-        unit, description = unit_and_description(c)
-        fields.append(pa.field(c, pa.from_numpy_dtype(dtype),
-                               metadata={"description": description} | ({} if unit is None else {"unit": unit})))
-        arrays.append(pa.array(np.concatenate([b[c] for b in labels]).astype(dtype)))
+    arrays = [pa.array(np.concatenate([b[f.name] for b in labels]), f.type) for f in fields]
     for j, c in enumerate(carried):          # positions right after source_id, as in the input
         fields.insert(1 + j, source.schema.field(c))
         arrays.insert(1 + j, source[c].combine_chunks())

@@ -44,8 +44,8 @@ from .lock import output_lock
 from .parts import part_problem, remove_part, write_error
 from .plan import PLAN_FILE, LabelPlan, part_path, parts_dir, read_plan
 from .summary import LabelSummary
-from .table import (FLAG_COLUMN, METADATA_KEY, NO_G_COLUMN, column_dtypes, output_columns, part_columns,
-                    unit_and_description)
+from .table import (FLAG_COLUMN, METADATA_KEY, NO_G_COLUMN, arrow_fields, column_dtypes, output_columns,
+                    part_columns, unit_and_description)
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5",
                   ".hats": "hats", "": "hats"}   # HATS: a catalogue folder (lamfast.label.hats_output)
@@ -56,7 +56,6 @@ HDF5_CHUNK_BYTES = 1 << 20            # HDF5 chunk size to aim at (fewer rows if
 _WRITERS = {"parquet": (("pyarrow.parquet", "pyarrow"), ("astropy.table", "astropy")),
             "hdf5": (("h5py", "h5py"), ("astropy.table", "astropy")),
             "hats": (("hats", "lamfast[hats]"), ("pyarrow.parquet", "pyarrow"))}
-
 
 
 def merge(output: str | os.PathLike, *, keep_parts: bool = False, overwrite: bool = False) -> LabelSummary:
@@ -360,12 +359,7 @@ class _ParquetWriter(_Buffered):
         import pyarrow.parquet as pq
 
         super().__init__(request, metadata)
-        fields = []
-        for c, dtype in column_dtypes(self.columns):
-            unit, description = unit_and_description(c)
-            info = {"description": description} | ({} if unit is None else {"unit": unit})
-            fields.append(pa.field(c, pa.from_numpy_dtype(dtype), metadata=info))
-        self.schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata),
+        self.schema = pa.schema(arrow_fields(self.columns), metadata={METADATA_KEY: json.dumps(metadata),
                                                   "table_meta_yaml": "\n".join(_astropy_header(self.columns, metadata))})
         self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self.rows = 0

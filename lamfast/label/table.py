@@ -46,6 +46,19 @@ def column_dtypes(columns: Sequence[str]) -> list[tuple[str, type]]:
     return [(c, _FIXED_DTYPES.get(c, np.float32)) for c in columns]
 
 
+def arrow_fields(columns: Sequence[str]) -> list:
+    """pyarrow fields of the columns, each with its unit (where it has one) and description
+    in the field metadata: the schema of every Parquet file of labels."""
+    import pyarrow as pa
+
+    fields = []
+    for c, dtype in column_dtypes(columns):
+        unit, description = unit_and_description(c)
+        info = {"description": description} | ({} if unit is None else {"unit": unit})
+        fields.append(pa.field(c, pa.from_numpy_dtype(dtype), metadata=info))
+    return fields
+
+
 def unit_and_description(column: str) -> tuple[str | None, str]:
     """(astropy unit string, or None for the bookkeeping columns; description) of a column."""
     if column in _FIXED_DTYPES:
