@@ -1,5 +1,6 @@
 """``lamfast data build-apogee-xp|synthetic|convert``: build datasets in the paper's HDF5
-layout; convert Gaia XP archive files to the gnorm Parquet that labelling reads."""
+layout; convert Gaia XP archive files to the gnorm Parquet (or one HATS catalogue of it)
+that labelling reads."""
 
 from __future__ import annotations
 
@@ -46,9 +47,19 @@ def add_parser(sub) -> None:
                     "gzipped) to the Parquet that `lamfast label` reads: one OUT/<input stem>.parquet "
                     "per input, holding source_id, the gnorm coefficients, the photometry tokens "
                     "and phot_g_mean_mag. Written atomically; a rerun skips files already "
-                    "converted from the same input and photometry files (size and mtime).")
+                    "converted from the same input and photometry files (size and mtime). With "
+                    "--format hats (the default for an OUT ending in .hats, as for `lamfast label`), "
+                    "OUT is one HATS catalogue of those columns, partitioned by the HEALPix pixel "
+                    "that each Gaia source_id holds, which `lamfast label OUT` and lsdb read; its "
+                    "ra/dec are the centres of the stars' level-12 pixels. Needs "
+                    'pip install "lamfast[hats]".')
     c.add_argument("inputs", nargs="+", metavar="INPUT", help="XP_CONTINUOUS archive files")
-    c.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder (Parquet files, or the HATS catalogue)")
+    c.add_argument("--format", choices=("parquet", "hats"), default=None,
+                   help="parquet: one file per input; hats: one HATS catalogue, converted through "
+                        "DIR.parts/ (resumable per file) (default: hats if DIR ends in .hats, else parquet)")
+    c.add_argument("--hats-max-rows", type=int, default=None, metavar="N",
+                   help="most stars per HATS partition (default: 250,000)")
     c.add_argument("--photometry", nargs="+", default=None, metavar="FILE",
                    help="photometry files joined by source_id, as for `lamfast label --photometry` "
                         "(phot_g_mean_mag is needed to gnorm the coefficients)")
@@ -78,9 +89,19 @@ def _synthetic(args) -> int:
 
 
 def _convert(args) -> int:
-    from .convert import convert
+    fmt = args.format or ("hats" if args.out.rstrip("/").endswith(".hats") else "parquet")
+    kw = {"photometry": args.photometry, "threads": args.threads, "overwrite": args.overwrite,
+          "progress": not args.no_progress}
+    if fmt == "hats":
+        from .convert_hats import DEFAULT_MAX_ROWS, convert_hats
 
-    summary = convert(args.inputs, args.out, photometry=args.photometry, threads=args.threads,
-                      overwrite=args.overwrite, progress=not args.no_progress)
+        max_rows = DEFAULT_MAX_ROWS if args.hats_max_rows is None else args.hats_max_rows
+        summary = convert_hats(args.inputs, args.out, max_rows=max_rows, **kw)
+    elif args.hats_max_rows is not None:
+        raise ValueError("--hats-max-rows is for --format hats (or an --out ending in .hats)")
+    else:
+        from .convert import convert
+
+        summary = convert(args.inputs, args.out, **kw)
     print(summary)
     return 0

@@ -17,6 +17,10 @@ converts again an input (or photometry set) that changed.
 **Threads.** Files are converted ``threads`` at a time (default min(4, cores)) in a
 thread pool: gzip inflation and the C++ parser release the GIL; each file's parser gets
 cores // threads threads.
+
+**HATS.** ``--format hats`` writes the same columns as one HATS catalogue partitioned by the
+HEALPix pixel of each Gaia source_id, through these per-file outputs
+(:mod:`lamfast.data.convert_hats`).
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..io.catalog import Catalog
 
 RECORD_KEY = "converted_from"
 DEFAULT_MAX_THREADS = 4
@@ -38,17 +46,25 @@ COMPRESSION = "snappy"
 
 @dataclass
 class ConvertSummary:
-    """What one :func:`convert` call did: outputs written and skipped (already converted)."""
+    """What one :func:`convert` call did: outputs written and skipped (already converted);
+    for a HATS output (:func:`lamfast.data.convert_hats.convert_hats`) the outputs are its
+    per-input parts, and ``catalog`` the catalogue folder."""
 
     converted: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     stars: int = 0                 # rows written (skipped files not counted)
     seconds: float = 0.0
+    catalog: Path | None = None    # the HATS catalogue written or found up to date
+    partitions: int = 0            # partitions written to it (0: it was up to date, nothing done)
 
     def __str__(self) -> str:
+        if self.catalog is not None and not self.partitions:
+            return f"the HATS catalogue {self.catalog} is up to date: nothing to convert"
         rate = f", {self.stars / self.seconds:,.0f} stars/s" if self.seconds > 0 and self.stars else ""
-        return (f"converted {len(self.converted)} file(s) ({self.stars:,} stars{rate} in "
+        text = (f"converted {len(self.converted)} file(s) ({self.stars:,} stars{rate} in "
                 f"{self.seconds:.1f} s); {len(self.skipped)} already converted, skipped")
+        return text + (f"; wrote the HATS catalogue {self.catalog} ({self.partitions} partitions)"
+                       if self.catalog is not None else "")
 
 
 def output_path(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -59,7 +75,8 @@ def output_path(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
 
 def convert(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
             photometry: Sequence[str | os.PathLike] | None = None, threads: int | None = None,
-            overwrite: bool = False, progress: bool = True) -> ConvertSummary:
+            overwrite: bool = False, progress: bool = True,
+            validate: Callable[[Catalog, Path], None] | None = None) -> ConvertSummary:
     """Convert Gaia XP_CONTINUOUS files to gnorm Parquet, one output per input.
 
     Parameters
@@ -72,6 +89,9 @@ def convert(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
     threads : files converted at once (default min(4, cores)).
     overwrite : convert every input even where its output is up to date.
     progress : a tqdm bar over files.
+    validate : called with each input's Catalog and path before its output is written; an
+        error it raises stops the conversion (as a bad cell does). The HATS convert checks
+        the source_ids here (:func:`lamfast.data.convert_hats.check_gaia_ids`).
 
     Returns
     -------
@@ -97,8 +117,7 @@ def convert(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
         from ..io.photometry_join import PhotometryJoin
 
         join = PhotometryJoin(photometry)
-    phot_record = [_file_record(p) for p in (photometry or [])]
-    records = [{"input": _file_record(p), "photometry": phot_record} for p in inputs]
+    records = input_records(inputs, photometry)
     summary = ConvertSummary()
     todo = []
     for path, out, record in zip(inputs, outputs, records):
@@ -110,7 +129,7 @@ def convert(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                   else min(DEFAULT_MAX_THREADS, _available_cores())) or 1
     per_file = max(1, _available_cores() // workers)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for out, n in _run(todo, join, per_file, workers, progress):
+    for out, n in _run(todo, join, per_file, workers, progress, validate):
         summary.converted.append(out)
         summary.stars += n
     summary.converted.sort(key=outputs.index)   # input order, not the order they finished in
@@ -133,8 +152,17 @@ def _check_inputs(inputs: list[Path], outputs: list[Path], detect) -> None:
         seen[out] = path
 
 
+def input_records(inputs: Sequence[Path], photometry: Sequence[str | os.PathLike] | None) -> list[dict]:
+    """Per input, what its output is converted from (``meta["converted_from"]``): the input's
+    and the photometry files' resolved path, size and mtime."""
+    phot_record = [_file_record(p) for p in (photometry or [])]
+    return [{"input": _file_record(p), "photometry": phot_record} for p in inputs]
+
+
 def _file_record(path) -> dict:
     """Resolved path, size and mtime (ns) of a file: what a changed file changes."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
     st = os.stat(path)
     return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -154,7 +182,7 @@ def _up_to_date(out: Path, record: dict) -> bool:
     return bool(raw) and json.loads(raw).get("meta", {}).get(RECORD_KEY) == record
 
 
-def _run(todo, join, per_file: int, workers: int, progress: bool):
+def _run(todo, join, per_file: int, workers: int, progress: bool, validate):
     """Yield (output, stars) of each converted file as it finishes; the first error
     cancels the files not started and is raised."""
     from tqdm.auto import tqdm
@@ -163,7 +191,8 @@ def _run(todo, join, per_file: int, workers: int, progress: bool):
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="lamfast-convert") as pool, \
             tqdm(total=len(todo), unit="file", disable=not progress, desc="converting") as bar:
-        pending = {pool.submit(_convert_one, path, out, record, join, per_file) for path, out, record in todo}
+        pending = {pool.submit(_convert_one, path, out, record, join, per_file, validate)
+                   for path, out, record in todo}
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for f in done:
@@ -175,7 +204,7 @@ def _run(todo, join, per_file: int, workers: int, progress: bool):
                 yield f.result()
 
 
-def _convert_one(path: Path, out: Path, record: dict, join, threads: int) -> tuple[Path, int]:
+def _convert_one(path: Path, out: Path, record: dict, join, threads: int, validate) -> tuple[Path, int]:
     """Read ``path`` as labelling does, write its Catalog to ``out`` atomically."""
     from ..atomic import atomic_path
     from ..io import read_catalog, write_parquet
@@ -186,6 +215,8 @@ def _convert_one(path: Path, out: Path, record: dict, join, threads: int) -> tup
                else read_catalog(path, threads=threads))
         extra = {"phot_g_mean_mag": cat.extra["phot_g_mean_mag"]}   # the only side column labelling uses
         cat.extra = extra
+        if validate is not None:
+            validate(cat, path)
         cat.meta = {**cat.meta, RECORD_KEY: record}
         with atomic_path(out) as tmp:
             write_parquet(cat, tmp, compression=COMPRESSION)

@@ -10,6 +10,13 @@ file as the Parquet input it is (:func:`lamfast.io.read_parquet`: token and list
 XP units declared by the file's ``lamfast.xp_units`` metadata, else the archive's e-/s),
 so a labelling job cuts a HATS catalogue into work units partition by partition, and
 photometry may come from a HATS catalogue as well.
+
+A catalogue may also declare its XP units for all its partitions in ``hats.properties``
+(``lamfast_xp_units``, as ``lamfast data convert --format hats`` writes it beside each
+file's ``lamfast.xp_units``): :attr:`HatsCatalog.xp_units`, the units of the partition
+files that lack the key (rewritten by a tool that drops Parquet key-value metadata); a
+file's own key wins. (``lamfast label`` reads each file's key only, for now: a gnorm file
+without it is taken as e-/s and refused by the scale check, never mislabelled.)
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 PROPERTIES_FILES = ("hats.properties", "properties")      # a catalogue (older hats: "properties")
 COLLECTION_FILE = "collection.properties"
 OBJECT_TYPES = ("object", "source")   # catalogues of rows; margins, indexes, associations are not inputs
+XP_UNITS_PROPERTY = "lamfast_xp_units"   # hats.properties: the units of every partition's XP coefficients
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class HatsCatalog:
     dec_column: str | None
     healpix_column: str | None       # the spatial index column (hats: _healpix_29)
     healpix_order: int | None
+    xp_units: str | None = None      # hats.properties' lamfast_xp_units ("gnorm" or "flux"), if declared
 
 
 def is_hats(path: str | os.PathLike) -> bool:
@@ -48,8 +57,11 @@ def read_hats_catalog(path: str | os.PathLike) -> HatsCatalog:
 
     Raises ModuleNotFoundError naming the extra if ``hats`` does not import, and ValueError
     naming the folder if it is not a catalogue of rows (a margin, index or association
-    catalogue) or a partition file it lists is missing.
+    catalogue), a partition file it lists is missing, or its ``lamfast_xp_units`` is neither
+    "gnorm" nor "flux".
     """
+    from .xp_units import check_units_name
+
     hats = import_hats(f"reading the HATS catalogue {path}")
     try:
         catalog = hats.read_hats(str(path))
@@ -72,7 +84,10 @@ def read_hats_catalog(path: str | os.PathLike) -> HatsCatalog:
                              f"but {where} has no Parquet file")
         files += [str(f) for f in found]
         pixels += [(int(pixel.order), int(pixel.pixel))] * len(found)
-    return HatsCatalog(path=str(base), name=str(info.catalog_name), files=files, pixels=pixels,
+    units = info.extra_dict().get(XP_UNITS_PROPERTY)
+    if units is not None:
+        units = check_units_name(units, f"{base / PROPERTIES_FILES[0]}: {XP_UNITS_PROPERTY}")
+    return HatsCatalog(path=str(base), name=str(info.catalog_name), files=files, pixels=pixels, xp_units=units,
                        ra_column=info.ra_column, dec_column=info.dec_column,
                        healpix_column=info.healpix_column,
                        healpix_order=None if info.healpix_order is None else int(info.healpix_order))
