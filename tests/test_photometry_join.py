@@ -141,7 +141,8 @@ def test_lookup_any_order_several_files(rng, tmp_path):
     tm = tm[rng.permutation(len(tm))]
     tmass = _write(tm, tmp_path / "tmass.parquet")
     join = PhotometryJoin(gaia + [tmass])
-    assert len(join.groups) == 2 and len(join) == 300 + 150
+    # the Gaia files are resident (one column set); the Parquet one is lazy (its statistics)
+    assert len(join.groups) == 1 and [f.index for f in join.lazy] == [2] and len(join) == 300
     query = np.concatenate([ids[rng.permutation(300)], [3, 4], ids[:5]])  # unknown stars, repeats
     cols, joined = join.lookup(query)
     row = {int(s): i for i, s in enumerate(ids)}
@@ -155,6 +156,7 @@ def test_lookup_any_order_several_files(rng, tmp_path):
                           equal_nan=True)
     first = known & (at < 120)
     assert joined.tolist() == [first.sum(), (known & ~first).sum(), in_tmass.sum()]
+    assert len(join) == 300 + 150 and join.reads == [1, 1, 1]   # read by the lookup, cached
 
 
 def test_column_sets_overlapping_in_any_way(tmp_path):

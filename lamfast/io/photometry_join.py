@@ -4,46 +4,68 @@
 
 The Gaia archive's XP_CONTINUOUS table holds no photometry: G (for gnorm), BP-RP and the
 2MASS magnitudes come from ``gaia_source`` and the 2MASS best-neighbour tables. Each
-photometry file (any table lamfast reads: CSV/ECSV/FITS/VOTable, gzipped or not, Parquet)
-gives some of the columns of :data:`USED_COLUMNS` under their archive names; several files
-may give different columns (gaia_source, 2MASS) or the same columns for different stars
-(the bulk download's GaiaSource_*.csv.gz). Rows may come in any order.
+photometry file (any table lamfast reads: CSV/ECSV/FITS/VOTable, gzipped or not, Parquet;
+:mod:`lamfast.io.photometry_file`) gives some of the columns of :data:`USED_COLUMNS` under
+their archive names; several files may give different columns (gaia_source, 2MASS) or the
+same columns for different stars (the bulk download's GaiaSource_*.csv.gz). Rows may come
+in any order.
 
-**Memory.** A file is read once, keeping only ``source_id`` and the used columns it has;
-each column is kept in float32 where that loses nothing (archive photometry is float32),
-else float64. Files with the same set of columns are concatenated and sorted once by
-source_id (``np.argsort``); every lookup is then ``np.searchsorted``. Kept per photometry
-star: 8 bytes (source_id) + 4 or 8 per column + 4 (which file, only where a group has
-several files). The archive's gaia_source with G, BP-RP, BP, RP, their flux_over_error and
-parallax (float64) + parallax_error is 8 + 7 x 4 + 8 = 44 bytes a star, ~9.7 GB for its
-220M stars that have XP spectra. While loading, the peak adds 16 bytes a star (the sort
-order and the unsorted ids) and the one file being read, as float64 (8 bytes per column and
-star; the bulk download's files are ~65k stars each). A lookup of N XP rows sorts them
-(O(N log N)), then costs O(N log M) and N x (columns) float64 temporaries.
+**Resident and lazy files.** Every file's header is checked at construction (no
+source_id, none of the known columns: an error before any star is labelled). A file that
+declares the source_ids it holds without being read (:func:`lamfast.io.photometry_file.
+declared_range`: Parquet by its row-group statistics; CSV/ECSV/FITS named with the bulk
+download's HEALPix level-8 range ``_NNNNNN-MMMMMM``) is *lazy*: read only when a lookup
+asks for a star in its range, then kept in a cache of recently used files. Other files are
+*resident*: read at construction and kept. Gaia source_ids encode position and the archive
+splits ``XpContinuousMeanSpectrum_*`` and ``GaiaSource_*`` by the same HEALPix ranges, so a
+work unit (part of one XP file) asks for the stars of one or two photometry files.
+
+**Memory.** A file is read keeping only ``source_id`` and the used columns it has; each
+column is kept in float32 where that loses nothing (archive photometry is float32), else
+float64. Resident files with the same set of columns are concatenated and sorted once by
+source_id (``np.argsort``); a lazy file is sorted alone when read; every lookup is then
+``np.searchsorted``. Kept per photometry star: 8 bytes (source_id) + 4 or 8 per column + 4
+(which file, only where a resident group has several files): for gaia_source's G, BP-RP,
+BP, RP, their flux_over_error, parallax (float64) and parallax_error, 44 bytes a star,
+~9.7 GB for Gaia DR3's 220M XP stars were they all resident. The bound, independent of the
+catalogue's size where the photometry is split by HEALPix range as the archive's is:
+
+- the resident files (as above; while they load, +16 bytes a star for the sort);
+- the cache: at most ``max(cache_bytes, the lazy files of one lookup)``, since a lookup's
+  own files are never evicted (default 1 GB: ~300 of the bulk download's GaiaSource
+  files of ~65k stars, ~3 MB kept each); a lazy file bigger than ``cache_bytes`` alone is
+  kept resident once read (as the eager join would hold it) rather than read per lookup;
+- per lookup of N rows (each thread's): the sort of its ids and N x (columns) float64
+  temporaries, and the one file being read (float64 while read, then compacted).
+
+**Reads.** Work units come in the order of their input files (:mod:`lamfast.label.plan`: a
+glob sorts, and the archive's names sort in HEALPix order; a shard takes every N-th unit,
+in order; a Dask task is one input file), so each lazy file is read once per job (per
+shard, per Dask worker, each of which makes its own join) when each XP file's stars lie in
+the few photometry files of its range. A file read more than once (``reads``) means the
+stars of the units between its two reads spread over more photometry files than the cache
+holds, or that its declared range is wider than its HEALPix share (an unsorted Parquet
+file: its statistics span every id, so every lookup needs it).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .catalog import Catalog
 from .gaia_photometry import gaia_photometry
+# the names of reading one file stay importable from here
+from .photometry_file import (G_COLUMN, KNOWN_COLUMNS, MAG_RANGE, MAGNITUDES, SOURCE_ID,  # noqa: F401
+                              USED_COLUMNS, _same, check_photometry_file, declared_range, first_source_id,
+                              open_photometry_file, read_photometry_file)
 
-SOURCE_ID = "source_id"
-# Columns a photometry file may give (archive names); any one of KNOWN_COLUMNS makes it useful.
-KNOWN_COLUMNS = ("phot_g_mean_mag", "bp_rp", "phot_bp_mean_mag", "phot_rp_mean_mag",
-                 "j_m", "h_m", "ks_m", "parallax")
-USED_COLUMNS = KNOWN_COLUMNS + ("phot_bp_mean_flux_over_error", "phot_rp_mean_flux_over_error",
-                                "parallax_error", "j_msigcom", "h_msigcom", "ks_msigcom")
-MAGNITUDES = ("phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag", "j_m", "h_m", "ks_m")
-MAG_RANGE = (0.0, 25.0)      # a magnitude outside it is likely a flux (a warning, kept as given)
-G_COLUMN = "phot_g_mean_mag"
+DEFAULT_CACHE_BYTES = 1 << 30    # ~300 of the bulk download's GaiaSource files
 
 
 @dataclass
@@ -62,60 +84,126 @@ class _Group:
         row = np.minimum(np.searchsorted(self.source_id, ids), len(self.source_id) - 1)
         return row, self.source_id[row] == ids
 
+    @property
+    def nbytes(self) -> int:
+        return (self.source_id.nbytes + sum(a.nbytes for a in self.columns.values())
+                + (0 if self.file_of_row is None else self.file_of_row.nbytes))
+
+
+@dataclass
+class _LazyFile:
+    """A file read only when a lookup asks for a star of its declared source_id range."""
+
+    index: int             # into PhotometryJoin.paths
+    lo: int                # its source_ids lo..hi, inclusive
+    hi: int
+    declared_by: str       # what declares the range, for errors
+    columns: tuple         # its used columns, sorted (from its header)
+
 
 class PhotometryJoin:
-    """Photometry files loaded once, looked up by source_id for every work unit.
+    """Photometry files looked up by source_id for every work unit: resident files loaded
+    once, lazy files (a declared source_id range) read when a lookup needs them.
 
     Parameters
     ----------
     paths : the photometry files (see the module doc for their columns and memory).
+    cache_bytes : bytes of lazy files kept after the lookups that read them (least
+        recently used evicted first; see the module doc's bound).
 
     Attributes
     ----------
-    columns : the used columns that some file gives, sorted.
+    columns : the used columns that some file gives, sorted; every lookup returns them all.
+    groups : the resident files, by column set (:class:`_Group`).
+    lazy : the lazy files (:class:`_LazyFile`), by position in ``paths``.
+    reads : int [F]: how many times each file was read (resident ones: once).
 
     Raises
     ------
     FileNotFoundError, or ValueError naming the file (and the row or id where there is
     one): no source_id column, ids that are not integers or are missing, none of
     :data:`KNOWN_COLUMNS`, a non-numeric column, a source_id given twice with different
-    values (in one file or in two files of the same columns). A magnitude outside
+    values, a lazy file's source_id outside its declared range. A magnitude outside
     :data:`MAG_RANGE` gives a RuntimeWarning with the count (fluxes where magnitudes are
-    expected?); its values are used as given.
+    expected?); its values are used as given. Header errors come at construction, and a
+    file named with a range that its first row is not in; the data of a lazy file is
+    checked (and warned about) when a lookup reads it: a file misnamed in rows after its
+    first fails when a lookup asks for a star of its named range (its other stars would be
+    missed: never silently), and not at all if none does.
+
+    A source_id given twice with different values is an error: within one file always
+    (when it is read); across resident files of the same columns at construction; in any
+    other two files (different columns sharing one, or one of them lazy) when a lookup asks
+    for that star, both files being consulted for it: a lookup consults every resident file
+    and every lazy file whose range holds one of its ids, so files with overlapping ranges
+    are both read for a star in the overlap.
+
+    Lookups may run from several threads: the cache is guarded by a lock (held while a
+    lazy file is read, so one file is never read twice at once).
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike]):
+    def __init__(self, paths: Sequence[str | os.PathLike], *, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.paths = [str(p) for p in paths]
+        self.cache_bytes = int(cache_bytes)
+        self.reads = [0] * len(self.paths)
+        self.lazy: list[_LazyFile] = []
         by_columns: dict[tuple[str, ...], list[tuple[int, np.ndarray, dict]]] = {}
         for k, path in enumerate(self.paths):
-            ids, cols = read_photometry_file(path)
-            by_columns.setdefault(tuple(sorted(cols)), []).append((k, ids, cols))
+            source = open_photometry_file(path)
+            declared = declared_range(source)
+            if declared is None:
+                ids, cols = source.read_used()
+                self.reads[k] += 1
+                by_columns.setdefault(tuple(sorted(cols)), []).append((k, ids, cols))
+            else:
+                f = _LazyFile(k, *declared, tuple(sorted(source.used)))
+                first = first_source_id(source)   # a misnamed file fails here, though never read
+                if first is not None:
+                    self._check_range(f, np.array([first], np.int64), whole=False)
+                self.lazy.append(f)
         self.groups = [_build_group(self.paths, members) for members in by_columns.values()]
-        self.columns = sorted({c for g in self.groups for c in g.columns})
+        self.columns = sorted({c for g in self.groups for c in g.columns} | {c for f in self.lazy for c in f.columns})
+        self._lo = np.array([f.lo for f in self.lazy], np.int64)
+        self._hi = np.array([f.hi for f in self.lazy], np.int64)
+        self._cache: OrderedDict[int, _Group] = OrderedDict()   # position in ``lazy`` -> its rows
+        self._cached_bytes = 0
+        self._kept: list[_Group] = []   # lazy files bigger than the cache: resident once read
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return sum(len(g.source_id) for g in self.groups)
+        """Distinct stars per file group held now (resident, cached and kept lazy files)."""
+        return sum(len(g.source_id) for g in self._held())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of photometry held now (resident, cached and kept lazy files)."""
+        return sum(g.nbytes for g in self._held())
+
+    def _held(self) -> list[_Group]:
+        with self._lock:
+            return self.groups + self._kept + list(self._cache.values())
 
     def lookup(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The photometry of stars ``ids`` (int64 [N], any order, repeats allowed).
 
         Returns
         -------
-        columns : name -> float64 [N] for every column some file gives (NaN where no file
+        columns : name -> float64 [N] for every name of ``columns`` (NaN where no file
             has the star).
         joined : int64 [F]: how many of the N stars each photometry file gave.
 
-        ValueError naming both files and the id if two files of different column sets
-        give one star different values of the same column.
+        ValueError naming both files and the id if two files give one star different
+        values of the same column; the errors of reading a lazy file (see the class doc).
         """
         ids = np.asarray(ids, np.int64)
         n = len(ids)
         order = np.argsort(ids, kind="stable")   # sorted queries: ~3x faster searches and gathers
         ids = ids[order]
+        groups = self.groups + self._lazy_groups(ids)
         joined = np.zeros(len(self.paths), np.int64)
         out: dict[str, np.ndarray] = {}
         have: dict[str, np.ndarray] = {}
-        for g in self.groups:
+        for g in groups:
             row, found = g.find(ids)
             hit = row[found]
             if g.file_of_row is None:
@@ -126,32 +214,85 @@ class PhotometryJoin:
                 v = np.full(n, np.nan)
                 v[found] = col[hit]
                 if name in out:
-                    self._check_agree(name, ids, out[name], v, have[name] & found)
+                    self._check_agree(groups, name, ids, out[name], v, have[name] & found)
                     out[name] = np.where(found, v, out[name])
                     have[name] = have[name] | found   # a new array: columns of one group share ``found``
                 else:
                     out[name], have[name] = v, found
-        for name, v in out.items():   # back to the order asked
-            out[name] = np.empty_like(v)
-            out[name][order] = v
+        for name in self.columns:   # back to the order asked; a lazy file not read: its columns NaN
+            v = out.get(name)
+            out[name] = np.full(n, np.nan) if v is None else np.empty_like(v)
+            if v is not None:
+                out[name][order] = v
         return out, joined
 
-    def _check_agree(self, name: str, ids, a: np.ndarray, b: np.ndarray, both: np.ndarray) -> None:
+    def _lazy_groups(self, ids: np.ndarray) -> list[_Group]:
+        """The rows of the lazy files whose range holds one of ``ids`` (int64 [N], sorted),
+        read where not cached; then the cache evicts, least recently used first, files
+        not asked for now until it holds at most ``cache_bytes``."""
+        if not self.lazy or not len(ids):
+            return []
+        groups = []
+        with self._lock:   # the ranges too: a file kept resident leaves them
+            asked = np.flatnonzero(np.searchsorted(ids, self._lo, "left") < np.searchsorted(ids, self._hi, "right"))
+            asked_now = set(asked.tolist())
+            for j in asked.tolist():
+                g = self._cache.pop(j, None)
+                if g is None:
+                    g = self._read_lazy(self.lazy[j])
+                    if g.nbytes > self.cache_bytes:   # reading it per lookup would cost more than holding it
+                        self._kept.append(g)
+                        self._lo[j], self._hi[j] = 1, 0   # in no range now: consulted as a resident group
+                        continue
+                    self._cached_bytes += g.nbytes
+                self._cache[j] = g                     # the end: most recently used
+                groups.append(g)
+                for old in [k for k in self._cache if k not in asked_now]:
+                    if self._cached_bytes <= self.cache_bytes:
+                        break
+                    self._cached_bytes -= self._cache.pop(old).nbytes
+            return self._kept + groups
+
+    def _read_lazy(self, f: _LazyFile) -> _Group:
+        path = self.paths[f.index]
+        source = open_photometry_file(path)
+        if tuple(sorted(source.used)) != f.columns:
+            raise ValueError(f"photometry file {path}: its columns changed since the join was made "
+                             f"({', '.join(f.columns)} then, {', '.join(sorted(source.used))} now)")
+        ids, cols = source.read_used()
+        self.reads[f.index] += 1
+        self._check_range(f, ids)
+        return _build_group(self.paths, [(f.index, ids, cols)])
+
+    def _check_range(self, f: _LazyFile, ids: np.ndarray, whole: bool = True) -> None:
+        """ValueError naming the file, the first row of ``ids`` (int64, the file's rows in
+        order: all of them if ``whole``, else its first) outside its declared range, and the range."""
+        outside = np.flatnonzero((ids < f.lo) | (ids > f.hi))
+        if outside.size:
+            r = int(outside[0])
+            count = f" ({outside.size} of its {len(ids)} rows are)" if whole else ""
+            raise ValueError(f"photometry file {self.paths[f.index]}: row {r} (data rows from 0) has source_id "
+                             f"{int(ids[r])}, outside the range {f.lo}..{f.hi} that {f.declared_by} declares"
+                             f"{count}; its stars would be missed by the lookups of their range: rename the "
+                             "file or split it by range")
+
+    def _check_agree(self, groups, name: str, ids, a: np.ndarray, b: np.ndarray, both: np.ndarray) -> None:
         bad = np.flatnonzero(both & ~_same(a, b))
         if bad.size:
             sid = int(ids[bad[0]])
-            holders = [self.paths[f] for f in self._files_with(sid, name)]
+            holders = [self.paths[f] for f in _files_with(groups, sid, name)]
             raise ValueError(f"photometry: source_id {sid} has {name} {a[bad[0]]} in one file and "
                              f"{b[bad[0]]} in another ({', '.join(holders)}); give each star's "
                              f"{name} once")
 
-    def _files_with(self, sid: int, name: str) -> list[int]:
-        files = []
-        for g in self.groups:
-            row, found = g.find(np.array([sid], np.int64))
-            if found[0] and name in g.columns:
-                files.append(g.files[0 if g.file_of_row is None else int(g.file_of_row[row[0]])])
-        return files
+
+def _files_with(groups: list[_Group], sid: int, name: str) -> list[int]:
+    files = []
+    for g in groups:
+        row, found = g.find(np.array([sid], np.int64))
+        if found[0] and name in g.columns:
+            files.append(g.files[0 if g.file_of_row is None else int(g.file_of_row[row[0]])])
+    return files
 
 
 def photometry_tokens(columns) -> list[str]:
@@ -217,237 +358,6 @@ def _read_joined(join: PhotometryJoin, read) -> tuple[Catalog, np.ndarray]:
     cat = read(lookup)
     cat.meta["photometry"] = {**cat.meta.get("photometry", {}), "files": join.paths}
     return cat, joined[0]
-
-
-# ---- reading one photometry file ------------------------------------------------------------
-
-def read_photometry_file(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(source_id int64 [M], used column -> float32/float64 [M]) of one photometry file, in
-    file order; columns matched case-insensitively, each float32 where that is exact.
-    Errors and warnings as :class:`PhotometryJoin`'s."""
-    source, lower, used = _checked_source(Path(path))
-    ids, raw = source.read(lower[SOURCE_ID], [lower[c] for c in used])
-    cols = {c: _compact(raw[lower[c]]) for c in used}
-    for c in MAGNITUDES:
-        if c in cols:
-            _warn_range(source.path, c, cols[c])
-    return ids, cols
-
-
-def check_photometry_file(path: str | os.PathLike) -> list[str]:
-    """The used columns (:data:`USED_COLUMNS`) of a photometry file, from its header where
-    the format has one; FileNotFoundError or ValueError (no source_id, none of
-    :data:`KNOWN_COLUMNS`) naming the file. Reads no data of CSV, ECSV and Parquet files."""
-    return _checked_source(Path(path))[2]
-
-
-def _checked_source(path: Path) -> tuple[_Source, dict[str, str], list[str]]:
-    """(the file, lower-case name -> its name, used columns) after the header checks."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no such photometry file: {path}")
-    source = _Source(path)
-    names = source.names
-    lower = {}
-    for name in names:
-        lower.setdefault(name.lower(), name)
-    listed = f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
-    if SOURCE_ID not in lower:
-        raise ValueError(f"photometry file {path}: no {SOURCE_ID!r} column (it has {listed}); the "
-                         "join needs the Gaia DR3 source_id of every row")
-    used = [c for c in USED_COLUMNS if c in lower]
-    if not any(c in KNOWN_COLUMNS for c in used):
-        raise ValueError(f"photometry file {path}: none of the photometry columns lamfast uses "
-                         f"({', '.join(KNOWN_COLUMNS)}; Gaia archive names) is there; it has {listed}")
-    return source, lower, used
-
-
-class _Source:
-    """One photometry file: its column names, then the named columns read as numbers.
-    Parquet and CSV/ECSV through pyarrow (only the named columns are converted); FITS and
-    VOTable through astropy."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        name = path.name.lower().removesuffix(".gz")
-        suffix = name.rsplit(".", 1)[-1] if "." in name else ""
-        if suffix in ("parquet", "pq"):
-            import pyarrow.parquet as pq
-
-            self.kind, self.names = "parquet", list(pq.read_schema(path).names)
-        elif suffix in ("csv", "ecsv"):
-            from .text_table import ECSV_MAGIC, open_binary, read_header
-
-            with open_binary(path) as f:   # the bulk download's GaiaSource_*.csv.gz are ECSV
-                ecsv = f.read(len(ECSV_MAGIC)) == ECSV_MAGIC
-            self.kind, self.header = "text", read_header(path, "ecsv" if ecsv else "csv")
-            self.names = self.header.names
-        elif suffix in ("fits", "fit", "fts"):
-            self.kind, self.table, self.names = "astropy", None, _fits_names(path)   # read in read()
-        elif suffix in ("xml", "vot", "votable"):
-            from astropy.table import Table
-
-            self.kind, self.table = "astropy", Table.read(path, format="votable")
-            self.names = list(self.table.colnames)
-        else:
-            raise ValueError(f"photometry file {path}: cannot tell the format from the name (.csv, "
-                             ".ecsv, .fits, .xml/.vot, each optionally .gz, or .parquet)")
-
-    def read(self, sid_name: str, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(ids int64 [M], name -> float32/float64 [M], NaN = missing)."""
-        if self.kind == "astropy":
-            return self._read_astropy(sid_name, names)
-        import pyarrow as pa
-
-        table = self._read_arrow([sid_name] + names)
-        ids = self._ids(table.column(sid_name), sid_name)
-        cols = {}
-        for name in names:
-            col = table.column(name)
-            if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
-                bad = _first_non_number(col.cast(pa.string()).to_pylist())
-                raise ValueError(f"photometry file {self.path}: column {name!r} is not numeric ({col.type}"
-                                 + (f"; e.g. row {bad[0]}: {bad[1]!r})" if bad else ")"))
-            a = np.asarray(col.cast(pa.float64()).to_numpy(), np.float64)
-            # a column the file declares float32 (ECSV datatype, Parquet type) is float32, as astropy reads it
-            cols[name] = a.astype(np.float32) if self._declared_float32(name, col.type) else a
-        return ids, cols
-
-    def _declared_float32(self, name: str, arrow_type) -> bool:
-        import pyarrow as pa
-
-        if self.kind == "text":
-            return (self.header.datatypes.get(name) or {}).get("datatype") == "float32"
-        return arrow_type == pa.float32()
-
-    def _read_arrow(self, names: list[str]):
-        if self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(self.path, columns=names)
-        import pyarrow as pa
-
-        types = {n: pa.float64() for n in names[1:]}   # a cell that is no number fails (named below)
-        try:
-            return self._read_text(names, types)
-        except pa.ArrowInvalid as e:
-            for k, name in enumerate(names):   # which column and row failed: read it as text
-                cells = self._read_text([name], {name: pa.string()}).column(name).to_pylist()
-                bad = _first_non_number(cells, integer=k == 0)
-                if bad is not None:
-                    what = "an integer" if k == 0 else "a number"
-                    raise ValueError(f"photometry file {self.path}: row {bad[0]} (data rows from 0): "
-                                     f"{name} {bad[1]!r} is not {what}") from None
-            raise ValueError(f"photometry file {self.path}: {e}") from None
-
-    def _read_text(self, names: list[str], types: dict):
-        """Columns ``names`` of the data lines (the header skipped by its byte count, so a
-        YAML header of any content is never parsed as CSV)."""
-        import pyarrow.csv as pcsv
-
-        from .text_table import open_binary
-
-        import pyarrow as pa
-
-        h = self.header
-        with open_binary(self.path) as f:
-            f.read(h.header_bytes)
-            if not f.peek(1):   # a header without data lines: pyarrow calls that an error
-                return pa.table({n: pa.array([], types.get(n, pa.int64())) for n in names})
-            return pcsv.read_csv(f, read_options=pcsv.ReadOptions(column_names=h.names, block_size=16 << 20),
-                                 parse_options=pcsv.ParseOptions(delimiter=h.delimiter),
-                                 convert_options=pcsv.ConvertOptions(include_columns=names, column_types=types))
-
-    def _ids(self, col, name: str) -> np.ndarray:
-        import pyarrow as pa
-
-        if len(col) == 0:      # a file of no rows: its ids have no type to check
-            return np.zeros(0, np.int64)
-        if not pa.types.is_integer(col.type):
-            bad = _first_non_number(col.cast(pa.string()).to_pylist(), integer=True)
-            where = f"; e.g. row {bad[0]}: {bad[1]!r}" if bad else ""
-            raise ValueError(f"photometry file {self.path}: column {name!r} must hold integer Gaia "
-                             f"source_ids, it holds {col.type}{where}")
-        if col.null_count:
-            row = int(np.flatnonzero(np.asarray(col.is_null().to_numpy()))[0])
-            raise ValueError(f"photometry file {self.path}: row {row} (data rows from 0) has no {name}")
-        return _int64_ids(self.path, np.asarray(col.to_numpy()), name)
-
-    def _read_astropy(self, sid_name: str, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if self.table is None:
-            from astropy.table import Table
-
-            self.table = Table.read(self.path, format="fits", memmap=True)   # only the used columns are copied
-        sid = self.table[sid_name]
-        if sid.dtype.kind not in "iu":
-            raise ValueError(f"photometry file {self.path}: column {sid_name!r} must hold integer Gaia "
-                             f"source_ids, it holds {sid.dtype.name}")
-        mask = np.ma.getmaskarray(np.ma.asarray(sid))
-        if mask.any():
-            raise ValueError(f"photometry file {self.path}: row {int(np.flatnonzero(mask)[0])} has no "
-                             f"{sid_name}")
-        ids = _int64_ids(self.path, np.asarray(sid), sid_name)
-        cols = {}
-        for name in names:
-            col = np.ma.asarray(self.table[name])
-            if col.dtype.kind not in "fiub":
-                raise ValueError(f"photometry file {self.path}: column {name!r} is not numeric ({col.dtype.name})")
-            # float32 stays float32 (exact); masked cells are NaN
-            cols[name] = col.astype(np.float32 if col.dtype == np.float32 else np.float64).filled(np.nan)
-        return ids, cols
-
-
-def _fits_names(path: Path) -> list[str]:
-    """Column names of the first binary table of a FITS file, from its header."""
-    from astropy.io import fits
-
-    with fits.open(path, memmap=True) as hdul:
-        for hdu in hdul[1:]:
-            if isinstance(hdu, fits.BinTableHDU):
-                return list(hdu.columns.names)
-    raise ValueError(f"photometry file {path}: no binary table in this FITS file")
-
-
-def _first_non_number(cells: list, integer: bool = False) -> tuple[int, str] | None:
-    """(row, text) of the first cell that is not a number (an integer if ``integer``;
-    null cells are numbers, missing, unless ``integer``), or None."""
-    for i, cell in enumerate(cells):
-        if cell is None and not integer:
-            continue
-        try:
-            int(cell) if integer else float(cell)
-        except (TypeError, ValueError):
-            return i, str(cell)
-    return None
-
-
-def _int64_ids(path: Path, a: np.ndarray, name: str) -> np.ndarray:
-    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"photometry file {path}: column {name!r} has ids beyond int64 (row "
-                         f"{int(np.argmax(a > np.iinfo(np.int64).max))})")
-    return a.astype(np.int64, copy=False)
-
-
-def _compact(a: np.ndarray) -> np.ndarray:
-    """``a`` as float32 where that keeps every value (archive photometry is float32), else float64."""
-    if a.dtype == np.float32:
-        return a
-    a32 = a.astype(np.float32)
-    return a32 if _same(a32.astype(np.float64), a).all() else a.astype(np.float64, copy=False)
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise equal, NaN equal to NaN."""
-    return (a == b) | (np.isnan(a) & np.isnan(b))
-
-
-def _warn_range(path: Path, name: str, a: np.ndarray) -> None:
-    lo, hi = MAG_RANGE
-    with np.errstate(invalid="ignore"):
-        bad = int(np.count_nonzero((a < lo) | (a > hi)))
-    if bad:
-        warnings.warn(f"photometry file {path}: {bad} of {len(a)} values of {name} are outside "
-                      f"{lo:g}-{hi:g} mag (fluxes where magnitudes are expected?); they are used as given",
-                      RuntimeWarning, stacklevel=5)
 
 
 # ---- groups: files of the same columns, sorted once -------------------------------------------
