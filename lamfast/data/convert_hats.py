@@ -11,8 +11,8 @@ source_id outside ``0 <= source_id >> 35 < 12 * 4**12`` is refused, naming the f
 
 **Positions.** The XP_CONTINUOUS files hold no positions, and the photometry join keeps only
 the columns labelling uses, so ``ra``/``dec`` (float64, degrees; ``hats_col_ra``/
-``hats_col_dec``) are the centre of each star's level-12 pixel (0.86 arcmin across: within
-about 0.6 arcmin of the star), not the star's position; ``hats.properties`` says so
+``hats_col_dec``) are the centre of each star's level-12 pixel (0.86 arcmin across on average;
+the star is within 0.9 arcmin of it), not the star's position; ``hats.properties`` says so
 (``lamfast_positions``). Join to gaia_source by source_id for true positions.
 
 **Partitions.** The stars per level-8 pixel are counted, then hats' own
@@ -79,7 +79,7 @@ SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER = "_healpix_29", 29
 RA_COLUMN, DEC_COLUMN = "ra", "dec"
 METADATA_FILE = "lamfast_convert.json"
 POSITIONS_PROPERTY = "lamfast_positions"
-POSITIONS = "centres of the stars' HEALPix level-12 pixels from source_id (within 0.6 arcmin), not their positions"
+POSITIONS = "centres of the stars' HEALPix level-12 pixels from source_id (within 0.9 arcmin), not their positions"
 ROW_GROUP = 65536
 
 
