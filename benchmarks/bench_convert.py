@@ -15,7 +15,7 @@ with fresh source_ids; one Parquet photometry file (G, BP-RP, 2MASS J/H/Ks) of a
   joined by ``np.searchsorted``, divided by the G flux, BP-RP/J-H/J-K taken: the same
   arrays, held in memory (no file written). The two results are checked to agree.
 
-    python -m benchmarks.bench_convert [--quick] [--stars 20000] [--files 8] [--threads T]
+    python -m benchmarks.bench_convert [--quick] [--stars 20000] [--files 8] [--threads T] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -140,15 +140,18 @@ def _check_same(paths, out: Path, ref: list[dict]) -> None:
             assert np.allclose(cat.column(c), want[c], rtol=1e-6, atol=1e-6), (path, c)
 
 
-def _timed(fn, repeats: int) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of this process, all threads) of fn()."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(_cpu_seconds() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+def _interleaved(runs: dict, rounds: int) -> dict:
+    """name -> (median wall seconds, median CPU seconds of this process, all threads) over
+    ``rounds`` rounds, each running every fn of ``runs`` once in turn: load that comes and
+    goes on a shared machine falls on all of them alike."""
+    samples = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0, _cpu_seconds() - c0))
+    return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for name, v in samples.items()}
 
 
 def _cpu_seconds() -> float:
@@ -162,12 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stars", type=int, default=None, help="stars in all (default 20,000)")
     parser.add_argument("--files", type=int, default=None, help="archive files (default 8)")
     parser.add_argument("--threads", type=int, default=None, help="files converted at once (default: cores)")
-    parser.add_argument("--repeats", type=int, default=None, help="lamfast timings (median; default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (median; default 5)")
     args = parser.parse_args(argv)
     stars = args.stars or (2000 if args.quick else 20_000)
     files = args.files or (4 if args.quick else 8)
     repeats = args.repeats or (1 if args.quick else 5)
-    astropy_repeats = 1 if args.quick else 3
     threads = args.threads or lamfast.get_num_threads()
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]   # other jobs on the cores: wall times stretch, CPU seconds less
@@ -180,26 +182,33 @@ def main(argv: list[str] | None = None) -> int:
         for ext, paths in by_ext.items():
             base = {"input": f"{files} x .{ext}", "stars": stars, "MB": sum(p.stat().st_size for p in paths) / 1e6}
             ref = run_astropy(paths, photometry)
-            t_astropy, cpu_astropy = _timed(lambda: run_astropy(paths, photometry), astropy_repeats)
+            runs = {"astropy": lambda paths=paths: run_astropy(paths, photometry)}
+            for t in sorted({1, threads}):
+                runs[t] = lambda t=t, paths=paths, out=tmp / ext / "out": run_lamfast(paths, photometry, out, t)
+            timed = _interleaved(runs, repeats)
+            t_astropy, cpu_astropy = timed.pop("astropy")
             rows.append({**base, "reader": "astropy Table.read + numpy gnorm (file by file)", "seconds": t_astropy,
                          "cpu_s": cpu_astropy, "stars_per_s": stars / t_astropy, "speedup_vs_astropy": 1.0,
                          "cpu_speedup": 1.0})
-            for t in sorted({1, threads}):
-                sec, cpu = _timed(lambda t=t: run_lamfast(paths, photometry, tmp / ext / "out", t), repeats)
+            for t, (sec, cpu) in timed.items():
                 rows.append({**base, "reader": f"lamfast data convert ({t} file(s) at once, Parquet written)",
                              "seconds": sec, "cpu_s": cpu, "stars_per_s": stars / sec,
                              "speedup_vs_astropy": t_astropy / sec, "cpu_speedup": cpu_astropy / cpu})
             _check_same(paths, tmp / ext / "out", ref)
+        load_end = os.getloadavg()[0]
     import astropy
 
     from lamfast.io.text_table import gzip_backend
     notes = ("Each file: archive CSV (gzipped, and the same plain) of source_id, BP/RP coefficients, errors, n_relevant_bases, "
-             f"standard_deviation (no correlations). Medians of {astropy_repeats} astropy and {repeats} lamfast runs; "
+             f"standard_deviation (no correlations). Medians of {repeats} rounds, each running astropy and every "
+             "lamfast setting once in turn (load that comes and goes falls on all alike); "
              "cpu_s: CPU seconds of the process (all threads), cpu_speedup: astropy's over lamfast's (what a machine "
              "shared with other jobs shows best). lamfast also loads the photometry and writes the Parquet; astropy's "
-             "arrays stay in memory. Both results checked equal. A shared machine: read the ratios.")
+             "arrays stay in memory. Both results checked equal. lamfast's first archive read sets glibc's malloc "
+             "thresholds for the process (lamfast._malloc): astropy, run in the same process, has them too. "
+             "A shared machine: read the ratios.")
     write_table("convert", rows, title="lamfast data convert vs astropy (archive CSV.gz -> gnorm)", notes=notes,
-                quick=args.quick, extra_stamp={"threads": threads, "cpu_cores": os.cpu_count(), "load_avg_1min": f"{load:.1f}",
+                quick=args.quick, extra_stamp={"threads": threads, "cpu_cores": os.cpu_count(), "load_avg_1min": f"{load:.1f} at start, {load_end:.1f} at end",
                                                "gzip": gzip_backend(),
                                                "rows_from": source, "astropy": astropy.__version__})
     return 0

@@ -191,16 +191,12 @@ void register_tokenizer(py::module_& m) {
 // ---- XP archive text parser (lamfast/io/xp_archive.py) --------------------------------
 namespace {
 
-// Parses the whole data lines in `data` (bytes-like). Returns (error, arrays): error is
-// None or (row, line, field, code, found, text) with 0-based row/line/field; arrays is a
-// dict of numpy arrays named like the archive columns (+ "line": 0-based line numbers of
-// the rows, "n_lines": lines in the buffer).
-py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
-                        const Array<int32_t>& bands, const Array<int32_t>& indices,
-                        char delimiter, bool correlations, int32_t n_extra, int threads) {
-  const py::buffer_info info = data.request();
-  if (info.ndim != 1 || info.itemsize != 1)
-    throw std::invalid_argument("data must be a 1-D bytes-like buffer");
+const char* const kBandNames[2] = {"bp", "rp"};
+constexpr int64_t kRows = -1;  // output_column: a [capacity] array
+
+std::vector<XpField> xp_fields(const Array<int32_t>& kinds, const Array<int32_t>& bands,
+                               const Array<int32_t>& indices, bool correlations,
+                               int32_t n_extra) {
   const int32_t n_fields = static_cast<int32_t>(kinds.shape(0));
   if (bands.shape(0) != n_fields || indices.shape(0) != n_fields)
     throw std::invalid_argument("kinds, bands and indices must have one entry per field");
@@ -214,6 +210,71 @@ py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
       throw std::invalid_argument("correlation field given but correlations not wanted");
     fields[f] = {static_cast<XpFieldKind>(k), b, x};
   }
+  return fields;
+}
+
+py::buffer_info text_buffer(const py::buffer& data) {
+  py::buffer_info info = data.request();
+  if (info.ndim != 1 || info.itemsize != 1)
+    throw std::invalid_argument("data must be a 1-D bytes-like buffer");
+  return info;
+}
+
+py::object xp_error(const XpTextError& err, const LineIndex& lines) {
+  if (err.row < 0) return py::none();
+  return py::make_tuple(err.row, lines.line[err.row], err.field,
+                        static_cast<int32_t>(err.code), err.found, py::bytes(err.text));
+}
+
+// arrays[name] as a writable C-contiguous [capacity, width] (kRows: [capacity]) array
+// of T: never a converted copy, which would take the parsed values away.
+template <class T>
+T* output_column(const py::dict& arrays, const std::string& name, int64_t width,
+                 int64_t& capacity) {
+  if (!arrays.contains(name)) throw std::invalid_argument("outputs lack " + name);
+  py::object obj = arrays[name.c_str()];
+  if (!Array<T>::check_(obj)) throw std::invalid_argument(name + ": wrong dtype or not C-contiguous");
+  auto a = py::reinterpret_borrow<Array<T>>(obj);
+  const bool shape_ok = width == kRows ? a.ndim() == 1 : a.ndim() == 2 && a.shape(1) == width;
+  if (!shape_ok) throw std::invalid_argument(name + ": wrong shape");
+  if (capacity < 0) capacity = a.shape(0);
+  if (a.shape(0) != capacity) throw std::invalid_argument(name + ": rows differ from source_id's");
+  return a.mutable_data();
+}
+
+// Pointers into every output of `arrays` (the dict _read_text allocates), offset to row0.
+XpTextOutputs xp_outputs(const py::dict& arrays, int64_t& capacity, int64_t row0) {
+  XpTextOutputs out;
+  capacity = -1;
+  out.source_id = output_column<int64_t>(arrays, "source_id", kRows, capacity) + row0;
+  const bool correlations = arrays.contains("bp_coefficient_correlations");
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = kBandNames[b];
+    out.coefficients[b] = output_column<double>(arrays, p + "_coefficients", kXpBases, capacity) + row0 * kXpBases;
+    out.errors[b] = output_column<float>(arrays, p + "_coefficient_errors", kXpBases, capacity) + row0 * kXpBases;
+    out.n_relevant[b] = output_column<int32_t>(arrays, p + "_n_relevant_bases", kRows, capacity) + row0;
+    out.std_dev[b] = output_column<float>(arrays, p + "_standard_deviation", kRows, capacity) + row0;
+    if (correlations)
+      out.correlations[b] = output_column<float>(arrays, p + "_coefficient_correlations",
+                                                 kXpCorrelations, capacity) + row0 * kXpCorrelations;
+  }
+  py::object extra = arrays["extra"];
+  if (!Array<double>::check_(extra) || py::reinterpret_borrow<py::array>(extra).ndim() != 2)
+    throw std::invalid_argument("extra: wrong dtype or shape");
+  out.n_extra = static_cast<int32_t>(py::reinterpret_borrow<py::array>(extra).shape(1));
+  out.extra = output_column<double>(arrays, "extra", out.n_extra, capacity) + row0 * out.n_extra;
+  return out;
+}
+
+// Parses the whole data lines in `data` (bytes-like). Returns (error, arrays): error is
+// None or (row, line, field, code, found, text) with 0-based row/line/field; arrays is a
+// dict of numpy arrays named like the archive columns (+ "line": 0-based line numbers of
+// the rows, "n_lines": lines in the buffer).
+py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
+                        const Array<int32_t>& bands, const Array<int32_t>& indices,
+                        char delimiter, bool correlations, int32_t n_extra, int threads) {
+  const py::buffer_info info = text_buffer(data);
+  const std::vector<XpField> fields = xp_fields(kinds, bands, indices, correlations, n_extra);
   const char* bytes = static_cast<const char*>(info.ptr);
   LineIndex lines;
   {
@@ -222,50 +283,58 @@ py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
   }
   const int64_t n = lines.size();
   py::dict arrays;
-  XpTextOutputs out;
-  Array<int64_t> source_id(n), line(n);
+  Array<int64_t> line(n);
   std::copy(lines.line.begin(), lines.line.end(), line.mutable_data());
-  out.source_id = source_id.mutable_data();
-  arrays["source_id"] = source_id;
+  arrays["source_id"] = Array<int64_t>(n);
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = kBandNames[b];
+    arrays[(p + "_coefficients").c_str()] = Array<double>({n, int64_t{kXpBases}});
+    arrays[(p + "_coefficient_errors").c_str()] = Array<float>({n, int64_t{kXpBases}});
+    arrays[(p + "_n_relevant_bases").c_str()] = Array<int32_t>(n);
+    arrays[(p + "_standard_deviation").c_str()] = Array<float>(n);
+    if (correlations)
+      arrays[(p + "_coefficient_correlations").c_str()] = Array<float>({n, int64_t{kXpCorrelations}});
+  }
+  arrays["extra"] = Array<double>({n, int64_t{n_extra}});
+  int64_t capacity;
+  const XpTextOutputs out = xp_outputs(arrays, capacity, 0);
   arrays["line"] = line;
   arrays["n_lines"] = lines.total_lines;
-  const char* band_names[2] = {"bp", "rp"};
-  for (int b = 0; b < 2; ++b) {
-    const std::string p = band_names[b];
-    Array<double> c({n, int64_t{kXpBases}});
-    Array<float> e({n, int64_t{kXpBases}});
-    Array<int32_t> r(n);
-    Array<float> s(n);
-    out.coefficients[b] = c.mutable_data();
-    out.errors[b] = e.mutable_data();
-    out.n_relevant[b] = r.mutable_data();
-    out.std_dev[b] = s.mutable_data();
-    arrays[(p + "_coefficients").c_str()] = c;
-    arrays[(p + "_coefficient_errors").c_str()] = e;
-    arrays[(p + "_n_relevant_bases").c_str()] = r;
-    arrays[(p + "_standard_deviation").c_str()] = s;
-    if (correlations) {
-      Array<float> k({n, int64_t{kXpCorrelations}});
-      out.correlations[b] = k.mutable_data();
-      arrays[(p + "_coefficient_correlations").c_str()] = k;
-    }
-  }
-  Array<double> extra({n, int64_t{n_extra}});
-  out.extra = extra.mutable_data();
-  out.n_extra = n_extra;
-  arrays["extra"] = extra;
   XpTextError err;
   {
     py::gil_scoped_release release;
-    err = parse_xp_rows(bytes, lines, fields.data(), n_fields, delimiter, out, threads);
+    err = parse_xp_rows(bytes, lines, fields.data(), static_cast<int32_t>(fields.size()),
+                        delimiter, out, threads);
   }
-  if (err.row >= 0) {
-    py::tuple e = py::make_tuple(err.row, lines.line[err.row], err.field,
-                                 static_cast<int32_t>(err.code), err.found,
-                                 py::bytes(err.text));
-    return py::make_tuple(e, py::none());
-  }
+  if (err.row >= 0) return py::make_tuple(xp_error(err, lines), py::none());
   return py::make_tuple(py::none(), arrays);
+}
+
+// As parse_xp_text, into rows row0.. of the caller's arrays (a dict as parse_xp_text's,
+// without "line"/"n_lines"; correlations where it has them). Returns (error, rows,
+// n_lines); where the rows do not fit, nothing is parsed and n_lines is -1.
+py::tuple parse_xp_text_into(const py::buffer& data, const Array<int32_t>& kinds,
+                             const Array<int32_t>& bands, const Array<int32_t>& indices,
+                             char delimiter, const py::dict& arrays, int64_t row0, int threads) {
+  const py::buffer_info info = text_buffer(data);
+  int64_t capacity;
+  const XpTextOutputs out = xp_outputs(arrays, capacity, row0);
+  if (row0 < 0 || row0 > capacity) throw std::invalid_argument("row0 outside the arrays");
+  const std::vector<XpField> fields =
+      xp_fields(kinds, bands, indices, out.correlations[0] != nullptr, out.n_extra);
+  const char* bytes = static_cast<const char*>(info.ptr);
+  LineIndex lines;
+  XpTextError err;
+  bool fits;
+  {
+    py::gil_scoped_release release;
+    lines = index_lines(bytes, info.size);
+    fits = row0 + lines.size() <= capacity;
+    if (fits)
+      err = parse_xp_rows(bytes, lines, fields.data(), static_cast<int32_t>(fields.size()),
+                          delimiter, out, threads);
+  }
+  return py::make_tuple(xp_error(err, lines), lines.size(), fits ? lines.total_lines : int64_t{-1});
 }
 
 }  // namespace
@@ -275,6 +344,11 @@ void register_xp_text(py::module_& m) {
         py::arg("indices"), py::arg("delimiter"), py::arg("correlations"), py::arg("n_extra"),
         py::arg("threads"),
         "Gaia XP_CONTINUOUS text rows -> arrays. Returns (error, arrays).");
+  m.def("parse_xp_text_into", &parse_xp_text_into, py::arg("data"), py::arg("kinds"),
+        py::arg("bands"), py::arg("indices"), py::arg("delimiter"), py::arg("arrays"),
+        py::arg("row0"), py::arg("threads"),
+        "Gaia XP_CONTINUOUS text rows -> rows row0.. of the given arrays. Returns "
+        "(error, rows, n_lines); n_lines -1: the rows do not fit, nothing parsed.");
 }
 // ---- end XP archive text parser -------------------------------------------------------
 // ===== xmatch (issue 7): sky cross-match ===========================================

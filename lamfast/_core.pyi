@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_supports', 'parse_xp_text', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
+__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_supports', 'parse_xp_text', 'parse_xp_text_into', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
 class XmatchIndex:
     @property
     def n_cells(self) -> int:
@@ -38,6 +38,10 @@ def attention_supports(head_dim: typing.SupportsInt | typing.SupportsIndex) -> b
 def parse_xp_text(data: typing_extensions.Buffer, kinds: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], bands: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], delimiter: str, correlations: bool, n_extra: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
     """
     Gaia XP_CONTINUOUS text rows -> arrays. Returns (error, arrays).
+    """
+def parse_xp_text_into(data: typing_extensions.Buffer, kinds: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], bands: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], delimiter: str, arrays: dict, row0: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+    """
+    Gaia XP_CONTINUOUS text rows -> rows row0.. of the given arrays. Returns (error, rows, n_lines); n_lines -1: the rows do not fit, nothing parsed.
     """
 def sample(values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], errors: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, token_ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], star_ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], output_weights: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], center: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, inv_scale: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, context: typing.SupportsInt | typing.SupportsIndex, max_blank: typing.SupportsInt | typing.SupportsIndex, n_outputs: typing.SupportsInt | typing.SupportsIndex, exclude_inputs: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
     """

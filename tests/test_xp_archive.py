@@ -180,6 +180,55 @@ def test_random_round_trip(rng, tmp_path, n, name):
     assert np.array_equal(got.bp_coefficients[~mask], xp.bp_coefficients[~mask], equal_nan=True)
 
 
+@pytest.mark.parametrize("short_first", [True, False])
+@pytest.mark.parametrize("members", [1, 2])
+def test_row_count_guess_off(rng, tmp_path, short_first, members):
+    """The output arrays are sized from the first chunk's rows per byte (and the gzip
+    trailer's size, only the last member's in a multi-member file): rows much longer
+    after it make them grow, much shorter leave slack that is cut off. Same result."""
+    n = int(rng.integers(150, 260))
+    xp = random_xp(rng, n, correlations=False)
+    short = np.arange(n) < n // 2 if short_first else np.arange(n) >= n // 2
+    for b in ("bp", "rp"):   # both bands missing: a line of a few bytes
+        getattr(xp, f"{b}_coefficients")[short] = np.nan
+        getattr(xp, f"{b}_coefficient_errors")[short] = np.nan
+        getattr(xp, f"{b}_n_relevant_bases")[short] = -1
+        getattr(xp, f"{b}_standard_deviation")[short] = np.nan
+    write_xp_continuous(xp, tmp_path / "x.csv")
+    text = (tmp_path / "x.csv").read_bytes()
+    cut = text.index(b"\n", len(text) // 3) + 1
+    path = tmp_path / "x.csv.gz"
+    path.write_bytes(gzip.compress(text) if members == 1 else gzip.compress(text[:cut]) + gzip.compress(text[cut:]))
+    want = read_xp_continuous_reference(path, blank_irrelevant=False)
+    assert_same(xp, want)
+    for chunk_bytes in (2000, 30_000):
+        got = read_xp_continuous(path, blank_irrelevant=False, threads=2, chunk_bytes=chunk_bytes)
+        assert_same(want, got)
+        assert got.bp_coefficients.base is None or got.bp_coefficients.base.shape[0] <= n + max(64, n // 16)
+
+
+def test_parse_into_checks_the_arrays(rng, tmp_path):
+    """The core parses into the caller's arrays only: rows that do not fit leave them as
+    they were; an array of another dtype is refused, never parsed into a converted copy."""
+    from lamfast import _core
+    from lamfast.io.xp_archive import _empty_arrays, _field_plan
+
+    xp = random_xp(rng, 5, correlations=False)
+    write_xp_continuous(xp, tmp_path / "x.csv")
+    header, body = (tmp_path / "x.csv").read_bytes().split(b"\n", 1)
+    plan = _field_plan(header.decode().split(","), "x.csv", False, ())
+    arrays = _empty_arrays(False, 0, 7)
+    arrays["source_id"][:] = -7
+    assert _core.parse_xp_text_into(body, *plan, ",", arrays, 3, 1) == (None, 5, -1)
+    assert (arrays["source_id"] == -7).all()
+    assert _core.parse_xp_text_into(body, *plan, ",", arrays, 2, 2) == (None, 5, 5)
+    assert arrays["source_id"].tolist() == [-7, -7] + xp.source_id.tolist()
+    assert np.array_equal(arrays["rp_coefficients"][2:], xp.rp_coefficients, equal_nan=True)
+    arrays["bp_coefficients"] = arrays["bp_coefficients"].astype(np.float32)
+    with pytest.raises(ValueError, match="bp_coefficients: wrong dtype"):
+        _core.parse_xp_text_into(body, *plan, ",", arrays, 0, 1)
+
+
 def number_texts(rng, n: int) -> list[str]:
     """n decimal numbers in every form the parser's fast path and its fallback meet: repr of
     doubles and float32 over many decades, %g/%f/%e at 1-20 digits, 17-20 digit mantissas,

@@ -3,8 +3,9 @@ coefficients) as the Gaia archive delivers it: CSV ("(v1, v2, ...)" arrays), ECS
 ("[v1,v2,...]" arrays), FITS (variable-length arrays) and VOTable (arraysize="*"), each
 plain or gzipped. They return :class:`lamfast.io.xp_continuous.XpContinuous`.
 
-The text formats are parsed by the C++ core (``lamfast._core.parse_xp_text``), streamed
-in chunks of whole lines; :func:`read_xp_continuous_reference` does the same with the
+The text formats are parsed by the C++ core (``lamfast._core.parse_xp_text_into``),
+streamed in chunks of whole lines straight into the file's arrays (sized from the first
+chunk's rows per byte); :func:`read_xp_continuous_reference` does the same with the
 ``csv`` module and ``float`` as the plain oracle. FITS and VOTable go through astropy.
 All formats of the same stars give identical arrays: coefficients float64, errors,
 correlations and standard deviations float32 (the archive's types).
@@ -33,6 +34,10 @@ from .xp_continuous import BANDS, N_BASES, N_CORRELATIONS, XpContinuous
 
 TEXT_FORMATS = ("csv", "ecsv")
 FORMATS = TEXT_FORMATS + ("fits", "votable")
+# 2 MB: inflating the next chunk overlaps parsing this one from the first few MB of a file
+# on (8 MB: the first chunk of the benchmark's 8.6 MB files was inflated alone); CPU time
+# the same (benchmarks/bench_convert.py).
+CHUNK_BYTES = 2 << 20
 REQUIRED = ("source_id",) + tuple(f"{b}_{c}" for b in BANDS
                                   for c in ("coefficients", "coefficient_errors"))
 
@@ -81,7 +86,7 @@ def _resolve_format(path, fmt: str | None) -> str:
 def read_xp_continuous(path: str | Path, *, correlations: bool = False,
                        blank_irrelevant: bool = True, extra_columns: Sequence[str] = (),
                        format: str | None = None, threads: int | None = None,
-                       chunk_bytes: int = 8 << 20) -> XpContinuous:
+                       chunk_bytes: int = CHUNK_BYTES) -> XpContinuous:
     """Read one Gaia archive XP_CONTINUOUS file (CSV/ECSV/FITS/VOTable, plain or gzip).
 
     Parameters
@@ -95,7 +100,8 @@ def read_xp_continuous(path: str | Path, *, correlations: bool = False,
         returned as float64 [N] in ``extra`` (missing cells NaN).
     threads : C++ parser threads (default :func:`lamfast.get_num_threads`).
     chunk_bytes : gzipped text is decompressed and parsed in chunks of about this many
-        bytes (a plain file is memory-mapped and parsed whole).
+        bytes, the next one inflated while this one is parsed (a plain file is
+        memory-mapped and parsed whole).
 
     Returns
     -------
@@ -125,7 +131,7 @@ def read_xp_continuous_reference(path: str | Path, *, correlations: bool = False
                                  blank_irrelevant: bool = True,
                                  extra_columns: Sequence[str] = (), format: str | None = None,
                                  threads: int | None = None,
-                                 chunk_bytes: int = 8 << 20) -> XpContinuous:
+                                 chunk_bytes: int = CHUNK_BYTES) -> XpContinuous:
     """Plain-Python version of :func:`read_xp_continuous` (``csv`` module and ``float``
     for the text formats; FITS/VOTable as there). Same result, bit for bit."""
     fmt = _resolve_format(path, format)
@@ -231,26 +237,74 @@ def _text_error(path, names, err, row_offset, header_lines) -> ValueError:
 
 def _read_text(path, fmt, correlations, extra_columns, threads, chunk_bytes) -> XpContinuous:
     from .. import _core
+    from .._malloc import keep_freed_memory
     from .text_table import read_header
 
+    keep_freed_memory()   # this read's MB-sized arrays and the next file's: reused pages
     header = read_header(path, fmt)
     kinds, bands, indices = _field_plan(header.names, path, correlations, extra_columns)
-    parts, rows, lines = [], 0, header.header_lines
+    arrays = _empty_arrays(correlations, len(extra_columns))
+    rows, lines, text_bytes = 0, header.header_lines, _text_size(path) - header.header_bytes
     with _data_chunks(path, header.header_bytes, chunk_bytes) as chunks:
         for chunk in chunks:
-            err, arrays = _core.parse_xp_text(chunk, kinds, bands, indices, header.delimiter,
-                                              correlations, len(extra_columns), threads)
+            while True:   # parsed straight into the file's arrays: no parts to concatenate
+                err, n, n_lines = _core.parse_xp_text_into(chunk, kinds, bands, indices, header.delimiter,
+                                                           arrays, rows, threads)
+                if n_lines >= 0:
+                    break
+                arrays = _grown(arrays, rows, _capacity(rows + n, len(chunk), text_bytes, arrays))
             if err is not None:
                 raise _text_error(path, header.names, err, rows, lines)
-            parts.append(arrays)
-            rows += len(arrays["source_id"])
-            lines += arrays["n_lines"]
-    if not parts:
-        parts = [_empty_arrays(correlations, len(extra_columns))]
-    keys = [k for k in parts[0] if k not in ("line", "n_lines")]
-    merged = {k: parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
-              for k in keys}
-    return _from_arrays(merged, extra_columns, path, fmt)
+            rows += n
+            lines += n_lines
+    return _from_arrays(_trimmed(arrays, rows), extra_columns, path, fmt)
+
+
+def _text_size(path) -> int:
+    """Bytes of the (inflated) text, for the first guess of the row count: a plain file's
+    size; a gzip file's trailer (ISIZE: the size mod 2^32) unless that wrapped (less than
+    the compressed size), then 3x the compressed size (the archive's CSV inflates ~2.2x)."""
+    size = os.path.getsize(path)
+    from .text_table import is_gzip
+
+    if size < 18 or not is_gzip(path):
+        return size
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        inflated = int.from_bytes(f.read(4), "little")
+    return inflated if inflated >= size else 3 * size
+
+
+def _capacity(needed: int, chunk_len: int, text_bytes: int, arrays: dict) -> int:
+    """Rows to allocate for ``needed``: the first time (empty ``arrays``) the first
+    chunk's rows per byte scaled to the whole text (+2%), reserving at most 4 bytes of
+    arrays per byte of text beyond what is needed (short first lines must not reserve a
+    huge table); later 1.5x. A wrong guess costs copies, never a wrong result."""
+    capacity = len(arrays["source_id"])
+    if capacity > 0:
+        return max(needed, capacity + capacity // 2)
+    if chunk_len >= text_bytes:   # the whole text in one chunk
+        return needed
+    row_bytes = sum(a.itemsize * (a.shape[1] if a.ndim == 2 else 1) for a in arrays.values())
+    guess = int(needed * 1.02 * text_bytes / chunk_len) + 16
+    return max(needed, min(guess, needed + 4 * text_bytes // row_bytes))
+
+
+def _grown(arrays: dict, rows: int, capacity: int) -> dict:
+    """``arrays`` with room for ``capacity`` rows, the first ``rows`` kept."""
+    out = _empty_arrays(arrays.keys() >= {"bp_coefficient_correlations"}, arrays["extra"].shape[1], capacity)
+    for k, a in arrays.items():
+        out[k][:rows] = a[:rows]
+    return out
+
+
+def _trimmed(arrays: dict, rows: int) -> dict:
+    """The first ``rows`` rows: views where the guess was close, else compact copies (an
+    overestimate does not stay allocated)."""
+    slack = len(arrays["source_id"]) - rows
+    if slack <= max(64, rows // 16):
+        return {k: a[:rows] for k, a in arrays.items()}
+    return {k: a[:rows].copy() for k, a in arrays.items()}
 
 
 @contextlib.contextmanager
@@ -280,15 +334,17 @@ def _data_chunks(path, skip_bytes: int, chunk_bytes: int):
             yield iter([data])
 
 
-def _empty_arrays(correlations: bool, n_extra: int) -> dict:
-    out = {"source_id": np.zeros(0, np.int64), "extra": np.zeros((0, n_extra))}
+def _empty_arrays(correlations: bool, n_extra: int, rows: int = 0) -> dict:
+    """Uninitialised output arrays of ``rows`` rows (the parser writes every cell of a row,
+    NaN or -1 where the file lacks the value)."""
+    out = {"source_id": np.empty(rows, np.int64), "extra": np.empty((rows, n_extra))}
     for b in BANDS:
-        out[f"{b}_coefficients"] = np.zeros((0, N_BASES))
-        out[f"{b}_coefficient_errors"] = np.zeros((0, N_BASES), np.float32)
-        out[f"{b}_n_relevant_bases"] = np.zeros(0, np.int32)
-        out[f"{b}_standard_deviation"] = np.zeros(0, np.float32)
+        out[f"{b}_coefficients"] = np.empty((rows, N_BASES))
+        out[f"{b}_coefficient_errors"] = np.empty((rows, N_BASES), np.float32)
+        out[f"{b}_n_relevant_bases"] = np.empty(rows, np.int32)
+        out[f"{b}_standard_deviation"] = np.empty(rows, np.float32)
         if correlations:
-            out[f"{b}_coefficient_correlations"] = np.zeros((0, N_CORRELATIONS), np.float32)
+            out[f"{b}_coefficient_correlations"] = np.empty((rows, N_CORRELATIONS), np.float32)
     return out
 
 

@@ -170,10 +170,12 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | Callable[[
         raise ValueError(f"g_mag must have shape ({n},), got {g_mag.shape}")
     scale = (1.0 / g_flux(g_mag))[:, None]  # NaN G -> NaN coefficients
     k = n_coefficients
+    width = 2 * k + (len(joined.columns) if joined is not None else 0)
     # Each product in float64, rounded once to float32 as it is stored: the same values as
-    # (a.astype(float64) * scale).astype(float32), without the [N, 2k] float64 temporaries.
-    values = np.empty((n, 2 * k), np.float32)
-    errors = np.empty((n, 2 * k), np.float32)
+    # (a.astype(float64) * scale).astype(float32), without the [N, 2k] float64 temporaries;
+    # written into the final [N, 2k + photometry tokens] tables (no concatenation after).
+    values = np.empty((n, width), np.float32)
+    errors = np.empty((n, width), np.float32)
     for half, band in enumerate(BANDS):
         at = slice(half * k, (half + 1) * k)
         np.multiply(getattr(xp, f"{band}_coefficients")[:, :k], scale, out=values[:, at],
@@ -189,8 +191,8 @@ def xp_catalog(xp: XpContinuous, g_mag=None, *, photometry: Catalog | Callable[[
     meta = {**xp.meta, "xp_units": "gnorm"}
     if joined is not None:
         columns += joined.columns
-        values = np.concatenate([values, joined.values], axis=1)
-        errors = np.concatenate([errors, joined.errors], axis=1)
+        values[:, 2 * k:] = joined.values
+        errors[:, 2 * k:] = joined.errors
         extra.update(joined.extra)
         extra["phot_g_mean_mag"] = g_mag   # the G that gnormed the rows, not the photometry's alone
         meta["photometry"] = joined.meta
