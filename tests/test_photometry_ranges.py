@@ -171,6 +171,53 @@ def test_overlapping_ranges_catch_conflicting_duplicates(rng, tmp_path):
         join.lookup(ids[:1])
 
 
+def test_a_sorted_parquet_file_is_read_by_parts(rng, tmp_path, monkeypatch):
+    """One Parquet file sorted by source_id (row groups of 50 rows): its runs of row groups
+    are read alone, by the lookups that need them; an unsorted file is one part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lamfast.io import photometry_file
+
+    monkeypatch.setattr(photometry_file, "PARQUET_CHUNK_ROWS", 120)   # 3 row groups a part
+    ids = np.sort(_stars(rng, 997))
+    t = _table(rng, ids)[GAIA_COLS]
+    table = pq.read_table(_write(t, tmp_path / "one.parquet"))
+    pq.write_table(table, tmp_path / "sorted.parquet", row_group_size=50)   # 20 row groups
+    join = PhotometryJoin([tmp_path / "sorted.parquet"])
+    assert [f.row_groups for f in join.lazy] == [[3 * i, 3 * i + 1, 3 * i + 2] for i in range(6)] + [[18, 19]]
+    eager = PhotometryJoin([_write(t, tmp_path / "all.fits")])
+    query = np.concatenate([ids[460:470], ids[470:480] + 1])   # rows 460-479: part 3 (rows 450-599)
+    got, joined = join.lookup(query)
+    want, _ = eager.lookup(query)
+    assert all(np.array_equal(got[c], want[c], equal_nan=True) for c in want)
+    assert join.reads == [1] and joined.tolist() == [10] and len(join) == 150
+    got, _ = join.lookup(ids[::-1])
+    assert all(np.array_equal(got[c], eager.lookup(ids[::-1])[0][c]) for c in want) and join.reads == [7]   # part 3 cached
+    shuffled = table.take(rng.permutation(len(ids)))
+    pq.write_table(shuffled, tmp_path / "unsorted.parquet", row_group_size=50)
+    assert len(PhotometryJoin([tmp_path / "unsorted.parquet"]).lazy) == 1
+    # errors name the row of the file; a star twice across a row-group boundary: one part
+    sid = table.column("source_id").to_pylist()
+    sid[777] = None
+    pq.write_table(table.set_column(0, "source_id", pa.array(sid, pa.int64())), tmp_path / "null.parquet",
+                   row_group_size=50)
+    join = PhotometryJoin([tmp_path / "null.parquet"])
+    join.lookup(ids[:5])
+    with pytest.raises(ValueError, match=r"null\.parquet: row 777 \(data rows from 0\) has no source_id"):
+        join.lookup(ids[776:777])
+    twice = pa.concat_tables([table.slice(0, 50), table.slice(49, 1), table.slice(50)])
+    g = twice.column("phot_g_mean_mag").to_pylist()
+    g[50] += 1.0
+    twice = twice.set_column(1, "phot_g_mean_mag", pa.array(g, pa.float32()))
+    pq.write_table(twice, tmp_path / "twice.parquet", row_group_size=50)   # row 49 again at row 50
+    join = PhotometryJoin([tmp_path / "twice.parquet"])
+    assert len(join.lazy) == 1
+    with pytest.raises(ValueError, match=rf"twice\.parquet: source_id {ids[49]} is given twice with different "
+                                         "phot_g_mean_mag"):
+        join.lookup(ids[:1])
+
+
 def test_wrongly_named_file_is_an_error_not_missing_stars(rng, tmp_path):
     ids = _stars(rng, 30, (200, 260))
     stray = (260 << LEVEL8_SHIFT) + int(rng.integers(0, 1 << LEVEL8_SHIFT))   # just past the name's range
@@ -180,7 +227,7 @@ def test_wrongly_named_file_is_an_error_not_missing_stars(rng, tmp_path):
     with pytest.raises(ValueError, match=rf"GaiaSource_000200-000259\.csv\.gz: row 5 \(data rows from 0\) "
                                          rf"has source_id {stray}, outside the range {200 << 43}\.\."
                                          rf"{(260 << 43) - 1} that its name \(HEALPix level-8 "
-                                         r"pixels 000200-000259\) declares \(1 of its 31 rows"):
+                                         r"pixels 000200-000259\) declares \(1 of these 31 rows"):
         join.lookup(ids[:1])
     assert join.lookup(np.array([stray]))[1].tolist() == [0]   # not in the range: the file is not read
     elsewhere = _table(rng, _stars(rng, 12, (300, 310)))[GAIA_COLS]   # all of its stars off its name

@@ -13,7 +13,9 @@ bulk download names each file by the level-8 pixels it holds, inclusive
 ``A << 43 .. ((B + 1) << 43) - 1`` (:func:`declared_range`; :func:`first_source_id` reads
 one row to check such a name cheaply). A Parquet file declares its range by the min/max
 statistics of its source_id row groups (or, without them, by its source_id column, the one
-column then read).
+column then read); a Parquet file sorted by source_id (each row group's ids above the
+previous one's) declares the range of each run of its row groups (:func:`parquet_chunks`),
+which a lookup then reads alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ G_COLUMN = "phot_g_mean_mag"
 
 LEVEL8_SHIFT = 35 + 2 * (12 - 8)     # source_id >> 43: the HEALPix level-8 nested pixel
 LEVEL8_PIXELS = 12 * 4**8
+PARQUET_CHUNK_ROWS = 1 << 16   # a sorted Parquet file is read in runs of row groups of this many rows
 # the bulk download's "_NNNNNN-MMMMMM." (level-8 pixels, inclusive) before the format suffix
 _HEALPIX_NAME = re.compile(r"_(\d{6})-(\d{6})\.[^_]*$")
 
@@ -91,7 +95,44 @@ def first_source_id(source: PhotometrySource) -> int | None:
     return None
 
 
+def parquet_chunks(source: PhotometrySource) -> list[tuple[int, int, list[int], int]] | None:
+    """(lo, hi, row groups, first row) of runs of consecutive row groups of a Parquet file
+    sorted by source_id (each row group's ids above the previous one's, by its statistics),
+    each run of at least :data:`PARQUET_CHUNK_ROWS` rows but the last: the parts of one file
+    that a lookup reads alone. None where the file is not so sorted (or declares no range)."""
+    stats = _parquet_stats(source.path, source.column(SOURCE_ID), read_ids=False)
+    if not stats or stats[0] is None or any(a[3] >= b[2] for a, b in zip(stats[0], stats[0][1:])):
+        return None
+    chunks, row = [], 0
+    for group, rows, lo, hi, start in stats[0]:
+        if chunks and row < PARQUET_CHUNK_ROWS:
+            chunks[-1][1], chunks[-1][2] = hi, chunks[-1][2] + [group]
+        else:
+            chunks.append([lo, hi, [group], start])
+            row = 0
+        row += rows
+    return [tuple(c) for c in chunks]
+
+
 def _parquet_range(path: Path, sid: str) -> tuple[int, int, str] | None:
+    stats = _parquet_stats(path, sid)
+    if stats is None:
+        return None
+    groups, ids = stats
+    if groups is not None:
+        return min(g[2] for g in groups), max(g[3] for g in groups), "its Parquet statistics of source_id"
+    import pyarrow.compute as pc
+
+    mm = pc.min_max(ids)   # no statistics: its source_id column, read once
+    if mm["min"].as_py() is None or mm["max"].as_py() > np.iinfo(np.int64).max:
+        return None
+    return int(mm["min"].as_py()), int(mm["max"].as_py()), "its source_id column (read at the start)"
+
+
+def _parquet_stats(path: Path, sid: str, read_ids: bool = True):
+    """None (no rows, ids not integers), or ([(row group, rows, min, max, first row)] of
+    its non-empty row groups by their statistics, None) or, where some row group has none,
+    (None, the source_id column if ``read_ids`` else None)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -101,19 +142,18 @@ def _parquet_range(path: Path, sid: str) -> tuple[int, int, str] | None:
     leaves = [md.schema.column(i).path for i in range(md.num_columns)]
     if md.num_rows == 0 or not pa.types.is_integer(field.type) or sid not in leaves:
         return None
-    j = leaves.index(sid)
-    stats = [md.row_group(r).column(j).statistics for r in range(md.num_row_groups)]
-    stats = [s for s, r in zip(stats, range(md.num_row_groups)) if md.row_group(r).num_rows]
-    if all(s is not None and s.has_min_max for s in stats):
-        lo, hi = min(int(s.min) for s in stats), max(int(s.max) for s in stats)
-        return lo, hi, "its Parquet statistics of source_id"
-    ids = pq.read_table(path, columns=[sid]).column(0)   # no statistics: this one column
-    if ids.null_count == len(ids):
-        return None
-    import pyarrow.compute as pc
-
-    mm = pc.min_max(ids)
-    return int(mm["min"].as_py()), int(mm["max"].as_py()), "its source_id column (read at the start)"
+    j, groups, start = leaves.index(sid), [], 0
+    for r in range(md.num_row_groups):
+        rg = md.row_group(r)
+        st = rg.column(j).statistics
+        if rg.num_rows and (st is None or not st.has_min_max):
+            return None, pq.read_table(path, columns=[sid]).column(0) if read_ids else None
+        if rg.num_rows:
+            if int(st.max) > np.iinfo(np.int64).max:   # uint64 beyond int64: the read names it
+                return None
+            groups.append((r, rg.num_rows, int(st.min), int(st.max), start))
+        start += rg.num_rows
+    return groups, None
 
 
 def read_photometry_file(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -160,6 +200,7 @@ class PhotometrySource:
         self.path = path
         self.lower: dict[str, str] = {}
         self.used: list[str] = []
+        self.row0 = 0      # the file row of the first row read (errors name file rows)
         name = path.name.lower().removesuffix(".gz")
         suffix = name.rsplit(".", 1)[-1] if "." in name else ""
         if suffix in ("parquet", "pq"):
@@ -188,23 +229,27 @@ class PhotometrySource:
         """The file's name of column ``name`` (of :data:`USED_COLUMNS` or source_id)."""
         return self.lower[name]
 
-    def read_used(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def read_used(self, row_groups: Sequence[int] | None = None,
+                  first_row: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(source_id int64 [M], used column -> float32/float64 [M]) in file order, each
-        column float32 where that is exact; a RuntimeWarning for magnitudes off MAG_RANGE."""
-        ids, raw = self.read(self.lower[SOURCE_ID], [self.lower[c] for c in self.used])
+        column float32 where that is exact; a RuntimeWarning for magnitudes off MAG_RANGE.
+        ``row_groups`` (Parquet only): just these, which start at row ``first_row``."""
+        self.row0 = first_row
+        ids, raw = self.read(self.lower[SOURCE_ID], [self.lower[c] for c in self.used], row_groups)
         cols = {c: _compact(raw[self.lower[c]]) for c in self.used}
         for c in MAGNITUDES:
             if c in cols:
                 _warn_range(self.path, c, cols[c])
         return ids, cols
 
-    def read(self, sid_name: str, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def read(self, sid_name: str, names: list[str],
+             row_groups: Sequence[int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(ids int64 [M], name -> float32/float64 [M], NaN = missing)."""
         if self.kind in ("fits", "votable"):
             return self._read_astropy(sid_name, names)
         import pyarrow as pa
 
-        table = self._read_arrow([sid_name] + names)
+        table = self._read_arrow([sid_name] + names, row_groups)
         ids = self._ids(table.column(sid_name), sid_name)
         cols = {}
         for name in names:
@@ -212,7 +257,7 @@ class PhotometrySource:
             if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
                 bad = _first_non_number(col.cast(pa.string()).to_pylist())
                 raise ValueError(f"photometry file {self.path}: column {name!r} is not numeric ({col.type}"
-                                 + (f"; e.g. row {bad[0]}: {bad[1]!r})" if bad else ")"))
+                                 + (f"; e.g. row {bad[0] + self.row0}: {bad[1]!r})" if bad else ")"))
             a = np.asarray(col.cast(pa.float64()).to_numpy(), np.float64)
             # a column the file declares float32 (ECSV datatype, Parquet type) is float32, as astropy reads it
             cols[name] = a.astype(np.float32) if self._declared_float32(name, col.type) else a
@@ -225,10 +270,12 @@ class PhotometrySource:
             return (self.header.datatypes.get(name) or {}).get("datatype") == "float32"
         return arrow_type == pa.float32()
 
-    def _read_arrow(self, names: list[str]):
+    def _read_arrow(self, names: list[str], row_groups: Sequence[int] | None = None):
         if self.kind == "parquet":
             import pyarrow.parquet as pq
 
+            if row_groups is not None:
+                return pq.ParquetFile(self.path).read_row_groups(list(row_groups), columns=names)
             return pq.read_table(self.path, columns=names)
         import pyarrow as pa
 
@@ -273,9 +320,9 @@ class PhotometrySource:
             raise ValueError(f"photometry file {self.path}: column {name!r} must hold integer Gaia "
                              f"source_ids, it holds {col.type}{where}")
         if col.null_count:
-            row = int(np.flatnonzero(np.asarray(col.is_null().to_numpy()))[0])
+            row = int(np.flatnonzero(np.asarray(col.is_null().to_numpy()))[0]) + self.row0
             raise ValueError(f"photometry file {self.path}: row {row} (data rows from 0) has no {name}")
-        return _int64_ids(self.path, np.asarray(col.to_numpy()), name)
+        return _int64_ids(self.path, np.asarray(col.to_numpy()), name, self.row0)
 
     def _read_astropy(self, sid_name: str, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if self.table is None:
@@ -325,10 +372,10 @@ def _first_non_number(cells: list, integer: bool = False) -> tuple[int, str] | N
     return None
 
 
-def _int64_ids(path: Path, a: np.ndarray, name: str) -> np.ndarray:
+def _int64_ids(path: Path, a: np.ndarray, name: str, row0: int = 0) -> np.ndarray:
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         raise ValueError(f"photometry file {path}: column {name!r} has ids beyond int64 (row "
-                         f"{int(np.argmax(a > np.iinfo(np.int64).max))})")
+                         f"{int(np.argmax(a > np.iinfo(np.int64).max)) + row0})")
     return a.astype(np.int64, copy=False)
 
 

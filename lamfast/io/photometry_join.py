@@ -15,8 +15,10 @@ source_id, none of the known columns: an error before any star is labelled). A f
 declares the source_ids it holds without being read (:func:`lamfast.io.photometry_file.
 declared_range`: Parquet by its row-group statistics; CSV/ECSV/FITS named with the bulk
 download's HEALPix level-8 range ``_NNNNNN-MMMMMM``) is *lazy*: read only when a lookup
-asks for a star in its range, then kept in a cache of recently used files. Other files are
-*resident*: read at construction and kept. Gaia source_ids encode position and the archive
+asks for a star in its range, then kept in a cache of recently used files. A Parquet file
+sorted by source_id is lazy by parts, runs of its row groups of at least 65,536 rows
+(:func:`lamfast.io.photometry_file.parquet_chunks`), each read alone: the sort-merge of
+a big sorted table. Other files are *resident*: read at construction and kept. Gaia source_ids encode position and the archive
 splits ``XpContinuousMeanSpectrum_*`` and ``GaiaSource_*`` by the same HEALPix ranges, so a
 work unit (part of one XP file) asks for the stars of one or two photometry files.
 
@@ -63,7 +65,7 @@ from .gaia_photometry import gaia_photometry
 # the names of reading one file stay importable from here
 from .photometry_file import (G_COLUMN, KNOWN_COLUMNS, MAG_RANGE, MAGNITUDES, SOURCE_ID,  # noqa: F401
                               USED_COLUMNS, _same, check_photometry_file, declared_range, first_source_id,
-                              open_photometry_file, read_photometry_file)
+                              open_photometry_file, parquet_chunks, read_photometry_file)
 
 DEFAULT_CACHE_BYTES = 1 << 30    # ~300 of the bulk download's GaiaSource files
 
@@ -99,6 +101,8 @@ class _LazyFile:
     hi: int
     declared_by: str       # what declares the range, for errors
     columns: tuple         # its used columns, sorted (from its header)
+    row_groups: list | None = None   # a sorted Parquet file's part: these row groups only,
+    first_row: int = 0               # which start at this row of the file
 
 
 class PhotometryJoin:
@@ -116,7 +120,8 @@ class PhotometryJoin:
     columns : the used columns that some file gives, sorted; every lookup returns them all.
     groups : the resident files, by column set (:class:`_Group`).
     lazy : the lazy files (:class:`_LazyFile`), by position in ``paths``.
-    reads : int [F]: how many times each file was read (resident ones: once).
+    reads : int [F]: how many times each file (or a part of a sorted Parquet file) was read
+        (resident ones: once).
 
     Raises
     ------
@@ -155,6 +160,11 @@ class PhotometryJoin:
                 ids, cols = source.read_used()
                 self.reads[k] += 1
                 by_columns.setdefault(tuple(sorted(cols)), []).append((k, ids, cols))
+            elif source.kind == "parquet" and len(chunks := parquet_chunks(source) or []) > 1:
+                for lo, hi, row_groups, first_row in chunks:   # sorted: its parts are read alone
+                    self.lazy.append(_LazyFile(k, lo, hi, f"the Parquet statistics of its row groups "
+                                               f"{row_groups[0]}-{row_groups[-1]}", tuple(sorted(source.used)),
+                                               row_groups, first_row))
             else:
                 f = _LazyFile(k, *declared, tuple(sorted(source.used)))
                 first = first_source_id(source)   # a misnamed file fails here, though never read
@@ -259,7 +269,7 @@ class PhotometryJoin:
         if tuple(sorted(source.used)) != f.columns:
             raise ValueError(f"photometry file {path}: its columns changed since the join was made "
                              f"({', '.join(f.columns)} then, {', '.join(sorted(source.used))} now)")
-        ids, cols = source.read_used()
+        ids, cols = source.read_used(f.row_groups, f.first_row)
         self.reads[f.index] += 1
         self._check_range(f, ids)
         return _build_group(self.paths, [(f.index, ids, cols)])
@@ -270,8 +280,9 @@ class PhotometryJoin:
         outside = np.flatnonzero((ids < f.lo) | (ids > f.hi))
         if outside.size:
             r = int(outside[0])
-            count = f" ({outside.size} of its {len(ids)} rows are)" if whole else ""
-            raise ValueError(f"photometry file {self.paths[f.index]}: row {r} (data rows from 0) has source_id "
+            count = f" ({outside.size} of these {len(ids)} rows are)" if whole else ""
+            raise ValueError(f"photometry file {self.paths[f.index]}: row {r + f.first_row} (data rows from 0) "
+                             f"has source_id "
                              f"{int(ids[r])}, outside the range {f.lo}..{f.hi} that {f.declared_by} declares"
                              f"{count}; its stars would be missed by the lookups of their range: rename the "
                              "file or split it by range")
