@@ -18,9 +18,10 @@ download's HEALPix level-8 range ``_NNNNNN-MMMMMM``) is *lazy*: read only when a
 asks for a star in its range, then kept in a cache of recently used files. A Parquet file
 sorted by source_id is lazy by parts, runs of its row groups of at least 65,536 rows
 (:func:`lamfast.io.photometry_file.parquet_chunks`), each read alone: the sort-merge of
-a big sorted table. Other files are *resident*: read at construction and kept. Gaia source_ids encode position and the archive
-splits ``XpContinuousMeanSpectrum_*`` and ``GaiaSource_*`` by the same HEALPix ranges, so a
-work unit (part of one XP file) asks for the stars of one or two photometry files.
+a big sorted table. Other files are *resident*: read at construction and kept. Gaia
+source_ids encode position and the archive splits ``XpContinuousMeanSpectrum_*`` and
+``GaiaSource_*`` by the same HEALPix ranges, so a work unit (part of one XP file) asks for
+the stars of one or two photometry files.
 
 **Memory.** A file is read keeping only ``source_id`` and the used columns it has; each
 column is kept in float32 where that loses nothing (archive photometry is float32), else
@@ -33,8 +34,8 @@ BP, RP, their flux_over_error, parallax (float64) and parallax_error, 44 bytes a
 catalogue's size where the photometry is split by HEALPix range as the archive's is:
 
 - the resident files (as above; while they load, +16 bytes a star for the sort);
-- the cache: at most ``max(cache_bytes, the lazy files of one lookup)``, since a lookup's
-  own files are never evicted (default 1 GB: ~300 of the bulk download's GaiaSource
+- the cache: at most ``max(cache_bytes, the lazy files (or parts) of one lookup)``, since a
+  lookup's own files are never evicted (default 1 GB: ~300 of the bulk download's GaiaSource
   files of ~65k stars, ~3 MB kept each); a lazy file bigger than ``cache_bytes`` alone is
   kept resident once read (as the eager join would hold it) rather than read per lookup;
 - per lookup of N rows (each thread's): the sort of its ids and N x (columns) float64
@@ -132,9 +133,9 @@ class PhotometryJoin:
     :data:`MAG_RANGE` gives a RuntimeWarning with the count (fluxes where magnitudes are
     expected?); its values are used as given. Header errors come at construction, and a
     file named with a range that its first row is not in; the data of a lazy file is
-    checked (and warned about) when a lookup reads it: a file misnamed in rows after its
-    first fails when a lookup asks for a star of its named range (its other stars would be
-    missed: never silently), and not at all if none does.
+    checked (and warned about) when a lookup reads it: a file misnamed only in rows after
+    its first fails when a lookup asks for a star of its named range, and goes unnoticed if
+    none does (its stray stars are then not found in it).
 
     A source_id given twice with different values is an error: within one file always
     (when it is read); across resident files of the same columns at construction; in any
