@@ -20,14 +20,15 @@ Rows:
   unit (the cost a job would pay without a shared sorted join; Gaia table only).
 
 ``--scale`` (table ``photometry_join_scale``): the Gaia table of N stars split by HEALPix
-range into K files as the archive's bulk download is (~62k stars each), XP rows = the
+range into K files as the archive's bulk download is (~62k stars each; the bulk download's
+XP files hold ~65k, its GaiaSource files ~0.5M, every source of their range), XP rows = the
 stars in source_id (HEALPix) order, 10% replaced by stars no file has, in 65,536-row units;
 each join in a fresh interpreter: its peak RSS above the interpreter's (VmHWM after the
 lookups minus VmRSS before the join, with the imports and the XP ids loaded), the seconds
 to make it and to look up every unit (medians of ``--repeats`` runs), and its file reads
 (``join.reads``: files, or row-group parts of the sorted file).
 - lazy: the files as archive-named Parquet (lazy by their statistics), cache_bytes 8 MB
-  (~3 files; the default 1 GB is ~300 of the archive's files);
+  (~3 files; the default 1 GB is ~40 of the archive's GaiaSource files);
 - lazy, one sorted Parquet: the same rows as one Parquet file sorted by source_id, in
   row groups of 65,536 (read by row group), cache_bytes 8 MB;
 - lazy, default cache: the K files, cache_bytes 1 GB (holds all of them here);

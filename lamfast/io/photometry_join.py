@@ -35,8 +35,9 @@ catalogue's size where the photometry is split by HEALPix range as the archive's
 
 - the resident files (as above; while they load, +16 bytes a star for the sort);
 - the cache: at most ``max(cache_bytes, the lazy files (or parts) of one lookup)``, since a
-  lookup's own files are never evicted (default 1 GB: ~300 of the bulk download's GaiaSource
-  files of ~65k stars, ~3 MB kept each); a lazy file bigger than ``cache_bytes`` alone is
+  lookup's own files are never evicted (default 1 GB: ~40 of the bulk download's GaiaSource
+  files, which hold every source of their range, 1.8 billion in 3,386 files: ~0.5M stars,
+  ~23 MB kept, a file on average); a lazy file bigger than ``cache_bytes`` alone is
   kept resident once read (as the eager join would hold it) rather than read per lookup;
 - per lookup of N rows (each thread's): the sort of its ids and N x (columns) float64
   temporaries, and the one file being read (float64 while read, then compacted).
@@ -68,7 +69,7 @@ from .photometry_file import (G_COLUMN, KNOWN_COLUMNS, MAG_RANGE, MAGNITUDES, SO
                               USED_COLUMNS, _same, check_photometry_file, declared_range, first_source_id,
                               open_photometry_file, parquet_chunks, read_photometry_file)
 
-DEFAULT_CACHE_BYTES = 1 << 30    # ~300 of the bulk download's GaiaSource files
+DEFAULT_CACHE_BYTES = 1 << 30    # ~40 of the bulk download's GaiaSource files (~0.5M stars each)
 
 
 @dataclass
