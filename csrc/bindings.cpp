@@ -242,27 +242,41 @@ T* output_column(const py::dict& arrays, const std::string& name, int64_t width,
   return a.mutable_data();
 }
 
-// Pointers into every output of `arrays` (the dict _read_text allocates), offset to row0.
-XpTextOutputs xp_outputs(const py::dict& arrays, int64_t& capacity, int64_t row0) {
+// Pointers to every output of `arrays` (the dict _read_text allocates) and its rows.
+XpTextOutputs xp_outputs(const py::dict& arrays, int64_t& capacity) {
   XpTextOutputs out;
   capacity = -1;
-  out.source_id = output_column<int64_t>(arrays, "source_id", kRows, capacity) + row0;
+  out.source_id = output_column<int64_t>(arrays, "source_id", kRows, capacity);
   const bool correlations = arrays.contains("bp_coefficient_correlations");
   for (int b = 0; b < 2; ++b) {
     const std::string p = kBandNames[b];
-    out.coefficients[b] = output_column<double>(arrays, p + "_coefficients", kXpBases, capacity) + row0 * kXpBases;
-    out.errors[b] = output_column<float>(arrays, p + "_coefficient_errors", kXpBases, capacity) + row0 * kXpBases;
-    out.n_relevant[b] = output_column<int32_t>(arrays, p + "_n_relevant_bases", kRows, capacity) + row0;
-    out.std_dev[b] = output_column<float>(arrays, p + "_standard_deviation", kRows, capacity) + row0;
+    out.coefficients[b] = output_column<double>(arrays, p + "_coefficients", kXpBases, capacity);
+    out.errors[b] = output_column<float>(arrays, p + "_coefficient_errors", kXpBases, capacity);
+    out.n_relevant[b] = output_column<int32_t>(arrays, p + "_n_relevant_bases", kRows, capacity);
+    out.std_dev[b] = output_column<float>(arrays, p + "_standard_deviation", kRows, capacity);
     if (correlations)
       out.correlations[b] = output_column<float>(arrays, p + "_coefficient_correlations",
-                                                 kXpCorrelations, capacity) + row0 * kXpCorrelations;
+                                                 kXpCorrelations, capacity);
   }
   py::object extra = arrays["extra"];
   if (!Array<double>::check_(extra) || py::reinterpret_borrow<py::array>(extra).ndim() != 2)
     throw std::invalid_argument("extra: wrong dtype or shape");
   out.n_extra = static_cast<int32_t>(py::reinterpret_borrow<py::array>(extra).shape(1));
-  out.extra = output_column<double>(arrays, "extra", out.n_extra, capacity) + row0 * out.n_extra;
+  out.extra = output_column<double>(arrays, "extra", out.n_extra, capacity);
+  return out;
+}
+
+// The same outputs from row `row` on.
+XpTextOutputs from_row(XpTextOutputs out, int64_t row) {
+  out.source_id += row;
+  for (int b = 0; b < 2; ++b) {
+    out.coefficients[b] += row * kXpBases;
+    out.errors[b] += row * kXpBases;
+    if (out.correlations[b]) out.correlations[b] += row * kXpCorrelations;
+    out.n_relevant[b] += row;
+    out.std_dev[b] += row;
+  }
+  out.extra += row * out.n_extra;
   return out;
 }
 
@@ -297,7 +311,7 @@ py::tuple parse_xp_text(const py::buffer& data, const Array<int32_t>& kinds,
   }
   arrays["extra"] = Array<double>({n, int64_t{n_extra}});
   int64_t capacity;
-  const XpTextOutputs out = xp_outputs(arrays, capacity, 0);
+  const XpTextOutputs out = xp_outputs(arrays, capacity);
   arrays["line"] = line;
   arrays["n_lines"] = lines.total_lines;
   XpTextError err;
@@ -318,8 +332,9 @@ py::tuple parse_xp_text_into(const py::buffer& data, const Array<int32_t>& kinds
                              char delimiter, const py::dict& arrays, int64_t row0, int threads) {
   const py::buffer_info info = text_buffer(data);
   int64_t capacity;
-  const XpTextOutputs out = xp_outputs(arrays, capacity, row0);
+  const XpTextOutputs all = xp_outputs(arrays, capacity);
   if (row0 < 0 || row0 > capacity) throw std::invalid_argument("row0 outside the arrays");
+  const XpTextOutputs out = from_row(all, row0);
   const std::vector<XpField> fields =
       xp_fields(kinds, bands, indices, out.correlations[0] != nullptr, out.n_extra);
   const char* bytes = static_cast<const char*>(info.ptr);

@@ -543,3 +543,14 @@ def test_ecsv_header_with_tags_and_space_delimiter(rng, tmp_path):
     (tmp_path / "b.ecsv").write_text("\n".join(head + body) + "\n")
     for read in READERS:
         assert_same(read(tmp_path / "a.ecsv"), read(tmp_path / "b.ecsv"))
+
+
+def test_malloc_thresholds_leave_the_users_alone(monkeypatch):
+    """The reader's glibc thresholds (lamfast._malloc) are not set over malloc options the
+    user gave in the environment."""
+    from lamfast import _malloc
+
+    for name, value in (("MALLOC_TRIM_THRESHOLD_", "1000000"), ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4096")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert _malloc._mallopt_thresholds() is False
