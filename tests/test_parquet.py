@@ -140,3 +140,52 @@ def test_non_numeric_cell_names_file_column_and_row(rng, tmp_path):
                    .set_column(1, "teff", pa.array([1.0] * 12)), tmp_path / "d.parquet")
     with pytest.raises(ValueError, match=r"d.parquet: row 6, column 'bp_coefficients': '\?' is not a number"):
         read_parquet(tmp_path / "d.parquet")
+
+
+def test_default_xp_units_for_files_that_declare_none(rng, tmp_path):
+    """default_xp_units (a HATS catalogue's lamfast_xp_units): the units of a file with neither
+    lamfast.xp_units nor the lamfast key; a file's own declaration wins; the scale still checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lamfast.io.parquet import check_parquet_xp_units
+    from lamfast.io.photometry import g_flux
+
+    n, k = 37, 13
+    gnorm = (rng.normal(size=(n, 2 * k)) * 0.01).astype(np.float32)
+    gnorm[:, [0, k]] = rng.uniform(0.01, 0.3, (n, 2))                 # bp0, rp0 on the gnorm scale
+    g = rng.uniform(9, 19, n)
+
+    def bare(name, coefficients, metadata=None):
+        table = pa.table({"source_id": pa.array(rng.permutation(n), pa.int64()),
+                          "bp_coefficients": pa.array(list(coefficients[:, :k])),
+                          "rp_coefficients": pa.array(list(coefficients[:, k:])), "phot_g_mean_mag": g})
+        pq.write_table(table.replace_schema_metadata(metadata), tmp_path / name, row_group_size=10)
+        return tmp_path / name
+
+    def xp(cat):
+        return cat.values[:, [cat.columns.index(f"{b}{i}") for b in ("bp", "rp") for i in range(k)]]
+
+    plain = bare("plain.parquet", gnorm)
+    flux = bare("flux.parquet", gnorm * g_flux(g)[:, None])
+    cat = read_parquet(plain, default_xp_units="gnorm")
+    assert np.array_equal(xp(cat), gnorm) and "xp_units_in_file" not in cat.meta
+    assert np.array_equal(xp(read_parquet(plain, row_groups=[3, 1], default_xp_units="gnorm")),
+                          gnorm[np.r_[30:37, 10:20]])
+    assert check_parquet_xp_units(plain, default_xp_units="gnorm") == "gnorm"
+    assert check_parquet_xp_units(plain) == "flux"                       # none given: the archive's e-/s
+    with pytest.raises(ValueError, match=r"plain\.parquet: column 'bp_coefficients': the median \|bp0\|"):
+        read_parquet(plain)
+    for default in ("flux", None):                                        # e-/s, gnormed with the file's G
+        cat = read_parquet(flux, default_xp_units=default)
+        assert np.allclose(xp(cat), gnorm, rtol=1e-6, atol=0) and cat.meta["xp_units_in_file"] == "flux"
+    with pytest.raises(ValueError, match=r"flux\.parquet: .*'gnorm' was given for such files \(default_xp_units"):
+        read_parquet(flux, default_xp_units="gnorm")
+    # the file's own declaration wins, whatever the default: lamfast.xp_units, or an earlier lamfast's key
+    keyed = bare("keyed.parquet", gnorm * g_flux(g)[:, None], {b"lamfast.xp_units": b"flux"})
+    earlier = bare("earlier.parquet", gnorm, {b"lamfast": b"{}"})
+    assert np.allclose(xp(read_parquet(keyed, default_xp_units="gnorm")), gnorm, rtol=1e-6, atol=0)
+    assert np.array_equal(xp(read_parquet(earlier, default_xp_units="flux")), gnorm)
+    assert check_parquet_xp_units(keyed, default_xp_units="gnorm") == "flux"
+    with pytest.raises(ValueError, match=r"plain\.parquet: default_xp_units: XP units 'jansky' unknown"):
+        read_parquet(plain, default_xp_units="jansky")

@@ -12,8 +12,10 @@ column names for its e-/s values, so the units are declared, never guessed from 
 the schema (key-value) metadata key ``lamfast.xp_units`` is ``"gnorm"`` (divided by the G
 flux in e-/s; every file :func:`write_parquet` writes) or ``"flux"`` (e-/s). A file
 without it is taken as the archive's e-/s (one with the ``lamfast`` key but without
-``lamfast.xp_units``, from an earlier lamfast, as gnorm) and gnormed on reading with each
-star's G: a ``phot_g_mean_mag`` column beside the coefficients or ``photometry=``; where
+``lamfast.xp_units``, from an earlier lamfast, as gnorm; one with neither key as
+``default_xp_units`` where the caller knows better, e.g. a HATS catalogue's
+``lamfast_xp_units`` for partitions rewritten by a tool that drops key-value metadata) and
+gnormed on reading with each star's G: a ``phot_g_mean_mag`` column beside the coefficients or ``photometry=``; where
 ``{bp,rp}_n_relevant_bases`` columns exist, coefficients beyond them are blanked, as
 :func:`lamfast.io.read_xp_continuous` does. Values contradicting the units give a
 ValueError naming the file and column (:mod:`lamfast.io.xp_units`).
@@ -105,7 +107,7 @@ def write_parquet(catalog: Catalog, path: str | Path, *, layout: str = "lists",
 
 def read_parquet(path: str | Path, *, columns: list[str] | None = None,
                  row_groups: list[int] | None = None, photometry: Catalog | None = None,
-                 xp_units: str | None = None) -> Catalog:
+                 xp_units: str | None = None, default_xp_units: str | None = None) -> Catalog:
     """Read a Parquet file written by :func:`write_parquet` (or following its naming:
     ``source_id``; float columns named by vocabulary tokens with ``_err`` twins;
     ``bp_coefficients``-style fixed-size lists). Other columns go to ``extra``.
@@ -117,6 +119,8 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
     source_id, or a callable giving the rows' photometry (see :func:`table_catalog`): its G (``extra["phot_g_mean_mag"]``) gnorms e-/s coefficients where it
     has the star (else the file's own ``phot_g_mean_mag``), its tokens are appended.
     ``xp_units``: "gnorm" or "flux" overrides the file's ``lamfast.xp_units``.
+    ``default_xp_units``: "gnorm" or "flux", the units of a file that declares none (no
+    ``lamfast.xp_units`` and no ``lamfast`` key); None: e-/s (see :func:`parquet_xp_units`).
 
     The XP coefficients come back in gnorm units whatever the file holds (see the
     module doc); a star without G then gets NaN coefficients (missing, never mis-scaled).
@@ -139,18 +143,20 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None,
             raise ValueError(f"{path}: row group {bad[0]} outside 0..{file.num_row_groups - 1}")
         table = file.read_row_groups(list(row_groups))
         row_of = functools.partial(_file_row, file.metadata, list(row_groups))
-    return table_catalog(table, path, row_of=row_of, columns=columns, photometry=photometry, xp_units=xp_units)
+    return table_catalog(table, path, row_of=row_of, columns=columns, photometry=photometry, xp_units=xp_units,
+                         default_xp_units=default_xp_units)
 
 
 def table_catalog(table, path, *, row_of=int, columns: list[str] | None = None,
                   photometry: Catalog | Callable[[np.ndarray], Catalog] | None = None,
-                  xp_units: str | None = None) -> Catalog:
+                  xp_units: str | None = None, default_xp_units: str | None = None) -> Catalog:
     """A pyarrow Table in lamfast's Parquet naming as a Catalog: :func:`read_parquet` once
     the rows are read (``path`` names the table in errors, ``row_of`` maps a table row to
     the row to name there). ``photometry`` as read_parquet takes it, or a callable that
     gets the rows' source_id (int64 [N]) and returns their photometry Catalog row by row
-    (:meth:`lamfast.io.photometry_join.PhotometryJoin.lookup`: no second join)."""
-    units, why = parquet_xp_units(table.schema, path, xp_units)
+    (:meth:`lamfast.io.photometry_join.PhotometryJoin.lookup`: no second join); ``xp_units``
+    and ``default_xp_units`` as read_parquet takes them."""
+    units, why = parquet_xp_units(table.schema, path, xp_units, default_xp_units)
     xp_dtype = np.float64 if units == "flux" else np.float32  # e-/s divided in float64, as xp_catalog
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     info = json.loads(raw) if raw else {}
@@ -232,9 +238,18 @@ def table_catalog(table, path, *, row_of=int, columns: list[str] | None = None,
                    np.ascontiguousarray(errors, np.float32), source_id, meta, extra)
 
 
-def parquet_xp_units(schema, path, override: str | None = None) -> tuple[str, str]:
+def parquet_xp_units(schema, path, override: str | None = None,
+                     default: str | None = None) -> tuple[str, str]:
     """("gnorm" or "flux", why) of the XP coefficients of a Parquet file, from its pyarrow
-    ``schema`` (``pyarrow.parquet.read_schema(path)``: no data is read) or ``override``."""
+    ``schema`` (``pyarrow.parquet.read_schema(path)``: no data is read).
+
+    The first that applies: ``override``; the file's ``lamfast.xp_units``; gnorm for a
+    file of an earlier lamfast (the ``lamfast`` key alone); ``default``, the units its
+    source declares for files without either key (a HATS catalogue's
+    ``lamfast_xp_units``); the archive's e-/s. A file's own key wins over ``default``,
+    silently, even where they differ: it is the more local declaration (and the scale
+    check still guards the values).
+    """
     where = str(path)
     if override is not None:
         return check_units_name(override, where), f"xp_units={override!r} was given"
@@ -245,6 +260,11 @@ def parquet_xp_units(schema, path, override: str | None = None) -> tuple[str, st
     if METADATA_KEY in metadata:
         return "gnorm", (f"the file was written by an earlier lamfast (schema metadata key 'lamfast' "
                          f"without {XP_UNITS_KEY}), whose Parquet files hold gnorm")
+    if default is not None:
+        units = check_units_name(default, f"{where}: default_xp_units")
+        return units, (f"the file has no {XP_UNITS_KEY} schema metadata, and {units!r} was given for "
+                       "such files (default_xp_units; in lamfast label, the lamfast_xp_units of the "
+                       "file's HATS catalogue, in its hats.properties)")
     return "flux", (f"the file has no {XP_UNITS_KEY} schema metadata, so its coefficients are taken "
                     "as the Gaia archive's e-/s")
 
@@ -257,14 +277,16 @@ def parquet_token_columns(schema) -> list[str]:
     return (json.loads(raw) if raw else {}).get("columns") or _scalar_tokens(schema.names)
 
 
-def check_parquet_xp_units(path: str | Path, *, photometry: bool = False) -> str:
+def check_parquet_xp_units(path: str | Path, *, photometry: bool = False,
+                           default_xp_units: str | None = None) -> str:
     """The units of a Parquet file's XP coefficients from its schema alone (cheap: for a
-    job to fail before computing); ValueError if they are e-/s and neither the file has
-    a phot_g_mean_mag column nor ``photometry`` (G from elsewhere) is promised."""
+    job to fail before computing; ``default_xp_units`` as read_parquet takes it);
+    ValueError if they are e-/s and neither the file has a phot_g_mean_mag column nor
+    ``photometry`` (G from elsewhere) is promised."""
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    units, why = parquet_xp_units(schema, path)
+    units, why = parquet_xp_units(schema, path, default=default_xp_units)
     xp = [c for c in schema.names if c in ("bp_coefficients", "rp_coefficients") or _XP_TOKEN.fullmatch(c)]
     if xp and units == "flux" and G_COLUMN not in schema.names and not photometry:
         raise ValueError(_no_g_message(path, why, xp, photometry=False))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -76,8 +77,9 @@ class LabelPlan:
     photometry_sizes: list[int] = field(default_factory=list)
     photometry_mtimes: list[int] = field(default_factory=list)
     # HATS catalogues among the inputs: per catalogue its folder, name, the indices of its
-    # partition files in ``inputs``, their (order, pixel) and the position columns (empty
-    # without; what a HATS output is partitioned by, :mod:`lamfast.label.hats_output`).
+    # partition files in ``inputs``, their (order, pixel), the position columns (what a HATS
+    # output is partitioned by, :mod:`lamfast.label.hats_output`) and its lamfast_xp_units
+    # (None: not declared; the units of its partition files without lamfast.xp_units); empty without.
     hats: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -92,6 +94,8 @@ class LabelPlan:
         if d.pop("version", None) != PLAN_VERSION:
             raise ValueError(f"label plan version is not {PLAN_VERSION}")
         d["units"] = [WorkUnit(f, s, e, tuple(g) if g else None) for f, s, e, g in d["units"]]
+        # HATS entries of earlier lamfast versions: no catalogue units (they read each file's key only)
+        d["hats"] = [{"xp_units": None, **entry} for entry in d.get("hats", [])]
         return cls(**d)
 
     def digest(self) -> str:
@@ -120,13 +124,22 @@ class LabelPlan:
             elif f.name == "photometry":
                 out.append(f"photometry files: {now or 'none'} now, {then or 'none'} before")
             elif f.name == "hats":
-                out.append(f"HATS catalogues: {_hats_names(now)} now, {_hats_names(then)} before")
+                out += _hats_differences(now, then)
             elif f.name == "units":
                 out.append(f"work units: {len(now)} now, {len(then)} before"
                            + (" (other row ranges)" if len(now) == len(then) else ""))
             else:
                 out.append(f"{f.name}: {now!r} now, {then!r} before")
         return out
+
+    def default_xp_units(self, file: int) -> str | None:
+        """The XP units of input ``file`` where the file itself declares none: its HATS
+        catalogue's lamfast_xp_units (None: not in a HATS catalogue, or none declared)."""
+        return self._hats_xp_units.get(file)
+
+    @functools.cached_property
+    def _hats_xp_units(self) -> dict[int, str]:
+        return hats_xp_units(self.hats)
 
     def describe(self, i: int) -> str:
         u = self.units[i]
@@ -172,7 +185,10 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
 
         for p in phot:   # headers only: every job (and the Dask driver) fails before computing
             phot_columns.update(check_photometry_file(p))
-    check_parquet_inputs(paths, formats, phot_columns, bool(phot))
+    hats = [_hats_entry(c, paths) for c in catalogs]
+    units_of = hats_xp_units(hats)
+    check_parquet_inputs(paths, formats, phot_columns, bool(phot),
+                         default_xp_units=[units_of.get(k) for k in range(len(paths))])
     phot_stats = [p.stat() for p in phot]
     return LabelPlan(inputs=[str(p) for p in paths], formats=formats, sizes=[s.st_size for s in stats],
                      mtimes=[s.st_mtime_ns for s in stats], units=units, request=request,
@@ -181,7 +197,7 @@ def make_plan(inputs, model: str | os.PathLike, lam, request: Sequence[str], col
                      max_tokens=lam.config.context_length, chunk_rows=int(chunk_rows),
                      photometry=[str(p) for p in phot], photometry_sizes=[s.st_size for s in phot_stats],
                      photometry_mtimes=[s.st_mtime_ns for s in phot_stats],
-                     hats=[_hats_entry(c, paths) for c in catalogs])
+                     hats=hats)
 
 
 def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], what: str = "input file") -> list[Path]:
@@ -232,7 +248,31 @@ def _hats_entry(catalog, paths: Sequence[Path]) -> dict:
             "inputs": [index[Path(f).resolve()] for f in catalog.files],
             "pixels": [list(p) for p in catalog.pixels], "ra_column": catalog.ra_column,
             "dec_column": catalog.dec_column, "healpix_column": catalog.healpix_column,
-            "healpix_order": catalog.healpix_order}
+            "healpix_order": catalog.healpix_order, "xp_units": catalog.xp_units}
+
+
+def hats_xp_units(hats: list[dict]) -> dict[int, str]:
+    """Input index -> the lamfast_xp_units of its HATS catalogue, for the plan's ``hats``
+    entries that declare them (a file in none: absent)."""
+    return {k: entry["xp_units"] for entry in hats if entry.get("xp_units") is not None for k in entry["inputs"]}
+
+
+def _hats_differences(now: list[dict], then: list[dict]) -> list[str]:
+    """What differs between two plans' HATS entries: per catalogue in both, the fields that
+    changed (e.g. its lamfast_xp_units); else the catalogues themselves."""
+    if [e["catalog"] for e in now] != [e["catalog"] for e in then]:
+        return [f"HATS catalogues: {_hats_names(now)} now, {_hats_names(then)} before"]
+    out = []
+    for a, b in zip(now, then):
+        changed = [key for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+        if {"inputs", "pixels"} & set(changed):
+            out.append(f"HATS catalogue {a['catalog']}: other partitions ({len(a['inputs'])} files now, "
+                       f"{len(b['inputs'])} before)")
+        for key in changed:
+            if key not in ("inputs", "pixels"):
+                name = "lamfast_xp_units (hats.properties)" if key == "xp_units" else key
+                out.append(f"HATS catalogue {a['catalog']}: {name} {a.get(key)!r} now, {b.get(key)!r} before")
+    return out
 
 
 def _hats_names(entries: list[dict]) -> str:
@@ -258,19 +298,21 @@ def plan_units(paths: Sequence[Path], chunk_rows: int) -> tuple[list[str], list[
 
 
 def check_parquet_inputs(paths: Sequence[Path], formats: Sequence[str], phot_columns: set[str],
-                         photometry: bool = False) -> None:
+                         photometry: bool = False, default_xp_units: Sequence[str | None] | None = None) -> None:
     """ValueError naming the file, from the Parquet inputs' schemas alone, if one's XP
     coefficients are e-/s with no G to gnorm them (no phot_g_mean_mag column, and none in
     ``phot_columns``, the columns the photometry files give; ``photometry``: the job has
     photometry files, for the message), or if one has a token column that the photometry
-    adds (which to trust is the user's choice, never a silent one)."""
+    adds (which to trust is the user's choice, never a silent one). ``default_xp_units``:
+    per path, the units of a file that declares none (:meth:`LabelPlan.default_xp_units`)."""
     import pyarrow.parquet as pq
 
     from ..io.parquet import check_parquet_xp_units, parquet_token_columns
     from ..io.photometry_join import G_COLUMN, photometry_tokens
 
     added = photometry_tokens(phot_columns) if phot_columns else []
-    for path, fmt in zip(paths, formats):
+    defaults = [None] * len(paths) if default_xp_units is None else default_xp_units
+    for path, fmt, default in zip(paths, formats, defaults):
         if fmt != "parquet":
             continue
         both = [c for c in parquet_token_columns(pq.read_schema(path)) if c in added]
@@ -279,7 +321,7 @@ def check_parquet_inputs(paths: Sequence[Path], formats: Sequence[str], phot_col
                              "give; drop them from the file or leave out the photometry that makes them "
                              "(bprp: bp_rp or phot_bp/rp_mean_mag; jh, jk: 2MASS; g_fakemag: parallax)")
         try:
-            check_parquet_xp_units(path, photometry=G_COLUMN in phot_columns)
+            check_parquet_xp_units(path, photometry=G_COLUMN in phot_columns, default_xp_units=default)
         except ValueError as e:
             none = "; none of this job's photometry files has phot_g_mean_mag" if photometry else ""
             raise ValueError(f"{e} In lamfast label: give G by a photometry file with source_id and "

@@ -214,7 +214,8 @@ def read_unit(plan: LabelPlan, unit: WorkUnit, photometry=None):
     """The :class:`lamfast.io.Catalog` of one work unit; an XP or Parquet unit of a plan
     with photometry files is joined to ``photometry`` (the plan's :func:`photometry_join`,
     loaded here if None), its ``meta["photometry_joined"]`` the stars found in each file
-    (int64 [F])."""
+    (int64 [F]). A Parquet file without lamfast.xp_units is read in the units its HATS
+    catalogue declares, if it does (:meth:`LabelPlan.default_xp_units`)."""
     path = plan.inputs[unit.file]
     fmt = plan.formats[unit.file]
     if fmt in ("xp", "parquet") and plan.photometry:
@@ -233,7 +234,8 @@ def read_unit(plan: LabelPlan, unit: WorkUnit, photometry=None):
     elif fmt == "parquet":
         from ..io.parquet import read_parquet
 
-        cat = read_parquet(path, row_groups=list(range(*unit.row_groups)))
+        cat = read_parquet(path, row_groups=list(range(*unit.row_groups)),
+                           default_xp_units=plan.default_xp_units(unit.file))
     else:
         from ..io.dispatch import read_catalog
 
