@@ -243,3 +243,19 @@ def test_check_gaia_ids_bounds():
     check_gaia_ids(ok, "f.csv")
     with pytest.raises(ValueError, match=r"f\.csv: data row 2: .*\(2 such row"):
         check_gaia_ids(np.array([0, top + 1, -1], np.int64), "f.csv")
+
+
+def test_lsdb_copy_with_photometry_labels_as_the_original(realdata, model_dir, rng, tmp_path):
+    """The catalogue's lamfast_xp_units also for a job with photometry files (read_parquet_joined)."""
+    xp, phot, _ = _archive_files(realdata, rng, tmp_path, n=60)
+    convert_hats(xp, tmp_path / "xp", photometry=phot, max_rows=30, progress=False)
+    lsdb.read_hats(tmp_path / "xp").write_catalog(tmp_path / "copy")
+    for name in ("xp", "copy"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ stars have more than")
+            lamfast.label(tmp_path / name, output=tmp_path / f"{name}.parquet", model=model_dir, device="cpu",
+                          progress=False, precision="fp32", photometry=phot)
+    got, want = (_by_source_id(read_output(tmp_path / f"{n}.parquet")[0]) for n in ("copy", "xp"))
+    assert np.array_equal(got["source_id"], want["source_id"]) and len(got["source_id"]) == 60
+    assert_same_labels(got, want)
+    assert np.array_equal(got["no_input"], want["no_input"])

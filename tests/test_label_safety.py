@@ -108,7 +108,8 @@ def changed(plan: LabelPlan) -> dict:
             "max_tokens": plan.max_tokens + 1, "chunk_rows": plan.chunk_rows + 1,
             "photometry": ["phot.fits"], "photometry_sizes": [1], "photometry_mtimes": [1],
             "hats": [{"catalog": "gaia_xp", "name": "xp", "inputs": [0], "pixels": [[0, 1]], "ra_column": "ra",
-                      "dec_column": "dec", "healpix_column": "_healpix_29", "healpix_order": 29}]}
+                      "dec_column": "dec", "healpix_column": "_healpix_29", "healpix_order": 29,
+                      "xp_units": None}]}
 
 
 def test_every_plan_field_is_compared(setup, tmp_path):

@@ -15,8 +15,9 @@ A catalogue may also declare its XP units for all its partitions in ``hats.prope
 (``lamfast_xp_units``, as ``lamfast data convert --format hats`` writes it beside each
 file's ``lamfast.xp_units``): :attr:`HatsCatalog.xp_units`, the units of the partition
 files that lack the key (rewritten by a tool that drops Parquet key-value metadata); a
-file's own key wins. (``lamfast label`` reads each file's key only, for now: a gnorm file
-without it is taken as e-/s and refused by the scale check, never mislabelled.)
+file's own key wins. ``lamfast label`` reads such files in the catalogue's units
+(:meth:`lamfast.label.LabelPlan.default_xp_units`; in Python,
+``read_parquet(path, default_xp_units=catalog.xp_units)``).
 """
 
 from __future__ import annotations

@@ -337,7 +337,8 @@ def read_xp_joined(path: str | os.PathLike, join: PhotometryJoin, *, n_coefficie
 
 
 def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
-                        row_groups: list[int] | None = None) -> tuple[Catalog, np.ndarray]:
+                        row_groups: list[int] | None = None,
+                        default_xp_units: str | None = None) -> tuple[Catalog, np.ndarray]:
     """Row groups of a Parquet catalogue with their stars' photometry from ``join``: the
     Catalog of :func:`lamfast.io.read_parquet` ``(path, row_groups=..., photometry=T)``
     with ``T`` the photometry of its stars (rows in the file's order, every row kept).
@@ -346,7 +347,8 @@ def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
     else with the file's own ``phot_g_mean_mag``; a star without either gets missing
     (NaN) coefficients. A token the photometry would add that the file already has (e.g.
     ``bprp``) gives a ValueError naming the file and the column: which one to trust is
-    the user's choice, never a silent one.
+    the user's choice, never a silent one. ``default_xp_units``: the units of a file that
+    declares none (a HATS catalogue's ``lamfast_xp_units``; see :func:`read_parquet`).
 
     Returns
     -------
@@ -356,7 +358,8 @@ def read_parquet_joined(path: str | os.PathLike, join: PhotometryJoin, *,
     """
     from .parquet import read_parquet
 
-    return _read_joined(join, lambda lookup: read_parquet(path, row_groups=row_groups, photometry=lookup))
+    return _read_joined(join, lambda lookup: read_parquet(path, row_groups=row_groups, photometry=lookup,
+                                                           default_xp_units=default_xp_units))
 
 
 def _read_joined(join: PhotometryJoin, read) -> tuple[Catalog, np.ndarray]:

@@ -28,9 +28,11 @@ is one unit, so its own size bounds memory instead.
 files hold no photometry, so G (for gnorm), BP-RP, the 2MASS magnitudes and the parallax
 are joined to the XP inputs (and to Parquet inputs: to gnorm an archive-style e-/s file
 without G, or to add colours to lamfast's gnorm files) by source_id from these files
-(:class:`lamfast.io.photometry_join.PhotometryJoin`: loaded once per job, or once per Dask
-worker, and shared by every unit; its memory is ~44 bytes per photometry star for
-gaia_source's columns, see that module). Stars a file lacks get its tokens missing, never
+(:class:`lamfast.io.photometry_join.PhotometryJoin`, made once per job, or once per Dask
+worker, and shared by every unit. A file that declares its source_id range, by its Parquet
+statistics or by the archive's HEALPix range in its name, is read only by the units that
+need its stars and then cached; the cache, 1 GB by default, bounds that memory. Other files
+are kept whole, at ~44 bytes per star for gaia_source's columns. See that module.). Stars a file lacks get its tokens missing, never
 dropped; a star without G keeps its colours but its XP coefficients cannot be gnormed and
 count as missing (the output's ``no_g`` column, counted in the summary and the metadata's
 ``no_g_rows``).
@@ -225,7 +227,8 @@ def read_unit(plan: LabelPlan, unit: WorkUnit, photometry=None):
         if fmt == "xp":
             cat, joined = read_xp_joined(path, join)
         else:
-            cat, joined = read_parquet_joined(path, join, row_groups=list(range(*unit.row_groups)))
+            cat, joined = read_parquet_joined(path, join, row_groups=list(range(*unit.row_groups)),
+                                              default_xp_units=plan.default_xp_units(unit.file))
         cat.meta["photometry_joined"] = joined
     elif fmt == "paper_hdf5":
         from ..io.paper_hdf5 import read_paper_hdf5
