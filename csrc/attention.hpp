@@ -25,10 +25,15 @@ struct Strides {  // elements between consecutive token rows of q, k, v
 // Head dims with a compiled kernel; callers use another path for the rest.
 bool attention_supports(int64_t head_dim);
 
-// The instruction set the kernels run with: "avx2" where the CPU has AVX2+FMA, else
-// "baseline"; the environment variable LAMFAST_CPU_ISA=baseline forces the baseline
-// build (read once, at the first call).
+// The instruction set the kernels run with: "avx512" where the CPU has AVX-512 F, VL, BW
+// and DQ, else "avx2" where it has AVX2+FMA, else "baseline". The environment variable
+// LAMFAST_CPU_ISA=avx512|avx2|baseline forces one (read once, at the first call); naming
+// one the CPU lacks, or an unknown one, raises std::runtime_error.
 const char* attention_isa();
+
+// Whether this CPU (and build) runs the kernels of instruction set `isa` ("avx512",
+// "avx2", "baseline"; false for any other name).
+bool attention_isa_runs(const char* isa);
 
 // out [Tq, H, D]; lse [Tq, H] = log-sum-exp of each query row's scaled scores (the
 // backward recomputes probabilities from it). A set with no key and no bias gives

@@ -518,8 +518,14 @@ void attention_backward_py(const Array<float>& dout, const Rows& q, const Rows& 
 void register_attention(py::module_& m) {
   m.def("attention_supports", &attention_supports, py::arg("head_dim"),
         "Whether the CPU attention kernels are compiled for this head dim.");
+  m.def("attention_isas", [] {
+    py::list runs;
+    for (const char* isa : {"avx512", "avx2", "baseline"})
+      if (attention_isa_runs(isa)) runs.append(isa);
+    return runs;
+  }, "The instruction sets whose CPU attention kernels this CPU runs, best first.");
   m.def("attention_isa", &attention_isa,
-        "Instruction set of the CPU attention kernels: 'avx2' or 'baseline' (LAMFAST_CPU_ISA=baseline forces it).");
+        "Instruction set of the CPU attention kernels: 'avx512', 'avx2' or 'baseline', the best the CPU runs (LAMFAST_CPU_ISA=<name> forces one).");
   m.def("attention_forward", &attention_forward_py, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("cu_q"), py::arg("cu_k"), py::arg("bias_k"), py::arg("bias_v"), py::arg("scale"),
         py::arg("out"), py::arg("lse"), py::arg("threads"),

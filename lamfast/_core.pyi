@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_supports', 'parse_xp_text', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
+__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_isas', 'attention_supports', 'parse_xp_text', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
 class XmatchIndex:
     @property
     def n_cells(self) -> int:
@@ -29,7 +29,11 @@ def attention_forward(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]
     """
 def attention_isa() -> str:
     """
-    Instruction set of the CPU attention kernels: 'avx2' or 'baseline' (LAMFAST_CPU_ISA=baseline forces it).
+    Instruction set of the CPU attention kernels: 'avx512', 'avx2' or 'baseline', the best the CPU runs (LAMFAST_CPU_ISA=<name> forces one).
+    """
+def attention_isas() -> list:
+    """
+    The instruction sets whose CPU attention kernels this CPU runs, best first.
     """
 def attention_supports(head_dim: typing.SupportsInt | typing.SupportsIndex) -> bool:
     """
