@@ -41,46 +41,57 @@ def _lengths(case: str, n: int, rng):
     return np.full(n, 3), np.full(n, 63)   # decoder
 
 
-def child(sets: int, repeats: int) -> list[dict]:
-    """Times of every case in this process's build: [{case, heads, dim, mode, seconds, flop}]."""
+def _time_heads(lq, lk, heads: int, dim: int, repeats: int, rng) -> list[tuple[str, float, float]]:
+    """(mode, median seconds, useful FLOP) of forward and forward+backward on sets of
+    lq queries and lk keys (int [B] each), H x D = heads x dim, in this process's build."""
     import time
 
     import numpy as np
 
     from lamfast import _core
 
+    cu = lambda x: np.concatenate([[0], np.cumsum(x)]).astype(np.int32)
+    cu_q, cu_k = cu(lq), cu(lk)
+    make = lambda t: rng.standard_normal((t, heads, dim), dtype=np.float32)
+    q, k, v = make(int(lq.sum())), make(int(lk.sum())), make(int(lk.sum()))
+    bk, bv = make(1)[0], make(1)[0]
+    out, lse, dout = np.empty_like(q), np.empty(q.shape[:2], np.float32), make(len(q))
+    dq, dk, dv, dbk, dbv = (np.empty_like(x) for x in (q, k, v, bk, bv))
+    scale = dim ** -0.5
+
+    def forward():
+        _core.attention_forward(q, k, v, cu_q, cu_k, bk, bv, scale, out, lse, 1)
+
+    def forward_backward():
+        forward()
+        _core.attention_backward(dout, q, k, v, out, lse, cu_q, cu_k, bk, bv, scale, dq, dk, dv,
+                                 dbk, dbv, 1)
+
+    flop = float(4 * heads * dim * (lq * (lk + 1.0)).sum())
+    result = []
+    for mode, fn, factor in (("fwd", forward, 1.0), ("fwd+bwd", forward_backward, 3.5)):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        result.append((mode, statistics.median(times), flop * factor))
+    return result
+
+
+def child(sets: int, repeats: int) -> list[dict]:
+    """Times of every case in this process's build: [{case, heads, dim, mode, seconds, flop}]."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
     rows = []
     for case in ("label", "train", "decoder"):
         lq, lk = _lengths(case, sets, rng)
-        cu = lambda x: np.concatenate([[0], np.cumsum(x)]).astype(np.int32)
-        cu_q, cu_k = cu(lq), cu(lk)
         for heads, dim in HEADS:
-            make = lambda t: rng.standard_normal((t, heads, dim), dtype=np.float32)
-            q, k, v = make(int(lq.sum())), make(int(lk.sum())), make(int(lk.sum()))
-            bk, bv = make(1)[0], make(1)[0]
-            out, lse = np.empty_like(q), np.empty(q.shape[:2], np.float32)
-            dout = make(len(q))
-            dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-            dbk, dbv = np.empty_like(bk), np.empty_like(bv)
-            scale = dim ** -0.5
-            forward = lambda: _core.attention_forward(q, k, v, cu_q, cu_k, bk, bv, scale, out, lse, 1)
-
-            def forward_backward():
-                forward()
-                _core.attention_backward(dout, q, k, v, out, lse, cu_q, cu_k, bk, bv, scale, dq, dk,
-                                         dv, dbk, dbv, 1)
-
-            flop = float(4 * heads * dim * (lq * (lk + 1.0)).sum())
-            for mode, fn, factor in (("fwd", forward, 1.0), ("fwd+bwd", forward_backward, 3.5)):
-                fn()
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
+            for mode, seconds, flop in _time_heads(lq, lk, heads, dim, repeats, rng):
                 rows.append({"case": case, "heads": heads, "dim": dim, "mode": mode,
-                             "seconds": statistics.median(times), "flop": flop * factor})
+                             "seconds": seconds, "flop": flop})
     return rows
 
 
@@ -116,12 +127,13 @@ def main(argv=None) -> list[dict]:
     rows = []
     for (case, heads, dim, mode, isa), ts in times.items():
         t = statistics.median(ts)
-        ratio = lambda other: (statistics.median(times[(case, heads, dim, mode, other)]) / t
-                               if (case, heads, dim, mode, other) in times else float("nan"))
+        others = {other: statistics.median(times[(case, heads, dim, mode, other)]) / t
+                  for other in ("avx2", "baseline") if (case, heads, dim, mode, other) in times}
         rows.append({"case": case, "heads_x_dim": f"{heads}x{dim}", "mode": mode, "isa": isa,
                      "sets": sets, "ms": t * 1e3, "sets_per_s": sets / t,
                      "gflop_per_s": flop[(case, heads, dim, mode, isa)] / t / 1e9,
-                     "vs_avx2": ratio("avx2"), "vs_baseline": ratio("baseline")})
+                     "vs_avx2": others.get("avx2", float("nan")),
+                     "vs_baseline": others.get("baseline", float("nan"))})
     write_table("attention_isa", rows, title="CPU attention kernels: one build per instruction set",
                 notes=(f"{sets} sets a case, one thread, the learned bias slot; median over {rounds} "
                        f"interleaved rounds of each build's median of {args.repeats} calls. vs_avx2, "

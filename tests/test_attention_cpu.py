@@ -259,7 +259,7 @@ def _run_child(tmp_path, isa, code=ISA_CHILD):
     kw = same_lamfast(tmp_path)
     kw["env"]["LAMFAST_CPU_ISA"] = isa
     return subprocess.run([sys.executable, "-c", code, isa], capture_output=True, text=True,
-                          timeout=300, **kw)
+                          timeout=300, check=False, **kw)
 
 
 @pytest.mark.parametrize("isa", list(ISA_FLAGS))
