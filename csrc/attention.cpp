@@ -131,6 +131,25 @@ void attention_forward(const VarlenSets& sets, const Strides& strides, const flo
   });
 }
 
+void attention_forward_bf16(const VarlenSets& sets, const Strides& strides, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const float* bias_k,
+                            const float* bias_v, float scale, uint16_t* out, float* lse,
+                            int threads) {
+  static_assert(sizeof(bf16) == sizeof(uint16_t), "bf16 is 16 bits");
+  check_head_dim(sets);
+  auto* forward = baseline::forward_bf16;
+#if defined(LAMFAST_HAVE_X86_ISAS)
+  if (chosen_isa() == Isa::avx512) forward = avx512::forward_bf16;
+  if (chosen_isa() == Isa::avx2) forward = avx2::forward_bf16;
+#endif
+  const auto as_bf16 = [](const uint16_t* x) { return reinterpret_cast<const bf16*>(x); };
+  parallel_for(sets.n_sets, threads, kMinSetsPerThread, [&](int64_t begin, int64_t end, int) {
+    const Scratch scratch(sets);
+    forward(sets, strides, begin, end, as_bf16(q), as_bf16(k), as_bf16(v), bias_k, bias_v,
+            scale, reinterpret_cast<bf16*>(out), lse, scratch.workspace());
+  });
+}
+
 void attention_backward(const VarlenSets& sets, const Strides& strides, const float* dout,
                         const float* q, const float* k, const float* v, const float* out,
                         const float* lse, const float* bias_k, const float* bias_v,

@@ -42,6 +42,14 @@ void attention_forward(const VarlenSets& sets, const Strides& strides, const flo
                        const float* k, const float* v, const float* bias_k,
                        const float* bias_v, float scale, float* out, float* lse, int threads);
 
+// The same for bf16 q, k, v and out (uint16_t: the top 16 bits of a float; computed in
+// fp32, out rounded to nearest even); bias_k/bias_v and lse stay fp32. Inference only: the
+// backward takes fp32.
+void attention_forward_bf16(const VarlenSets& sets, const Strides& strides, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const float* bias_k,
+                            const float* bias_v, float scale, uint16_t* out, float* lse,
+                            int threads);
+
 // Gradients of sum(dout * out); dout and out are contiguous [Tq, H, D]. dq, dk, dv are
 // fully written (keys of sets without queries get 0). With a bias, dbias_k/dbias_v [H, D]
 // are written: sums over sets added in a fixed order for a given thread count.

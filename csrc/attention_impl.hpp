@@ -46,6 +46,29 @@ inline V load(const float* p) {  // unaligned
 template <class V>
 inline void store(float* p, V x) { std::memcpy(p, &x, sizeof x); }
 
+// The forward's element types: float, or bf16 (inference on bf16 activations; computed in
+// float inside). bf16 results are rounded to nearest even, NaN kept a NaN.
+inline float to_float(float x) { return x; }
+inline float to_float(bf16 x) {
+  const uint32_t bits = static_cast<uint32_t>(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+template <int W, class V>
+inline void store_as(float* p, V x) { store(p, x); }
+template <int W, class V>
+inline void store_as(bf16* p, V x) {
+  for (int l = 0; l < W; ++l) {
+    uint32_t bits;
+    const float f = x[l];
+    std::memcpy(&bits, &f, sizeof bits);
+    bits = f != f ? 0x7fc00000u : bits + 0x7fffu + ((bits >> 16) & 1u);
+    p[l].bits = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
 // Halves of a vector of W lanes, reduced down to one float (a tree: log2(W) steps).
 template <int W>
 inline float hmax(typename Lanes<W>::type x) {
@@ -128,32 +151,33 @@ inline void exp_shifted(float* __restrict s, int64_t nkt, int64_t nkp, float shi
 template <int KL>
 inline int64_t round_up(int64_t n) { return (n + KL - 1) / KL * KL; }
 
-inline void fill_zero(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
+template <class T>
+inline void fill_zero(T* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = T{};  // bf16{}: +0
 }
 
 // Head h's keys of one set, the bias slot as key nk, zeros up to nkp keys: transposed
 // [D][nkp] into t (if given) and as rows [nkp][D] into r (if given).
-template <int D>
-void load_keys(const float* src, int64_t stride, const float* bias, int64_t nk, int64_t nkp,
+template <int D, class T>
+void load_keys(const T* src, int64_t stride, const float* bias, int64_t nk, int64_t nkp,
                float* __restrict t, float* __restrict r) {
   const int64_t nkt = nk + (bias ? 1 : 0);
-  for (int64_t j = 0; j < nkp; ++j) {
-    const float* x = j < nk ? src + j * stride : (j < nkt ? bias : nullptr);
-    for (int c = 0; c < D; ++c) {
-      const float value = x ? x[c] : 0.0f;
-      if (t) t[c * nkp + j] = value;
-      if (r) r[j * D + c] = value;
-    }
-  }
+  const auto put = [&](int64_t j, int c, float value) {
+    if (t) t[c * nkp + j] = value;
+    if (r) r[j * D + c] = value;
+  };
+  for (int64_t j = 0; j < nk; ++j)
+    for (int c = 0; c < D; ++c) put(j, c, to_float(src[j * stride + c]));
+  for (int64_t j = nk; j < nkp; ++j)
+    for (int c = 0; c < D; ++c) put(j, c, j < nkt ? bias[c] : 0.0f);
 }
 
 // s[j] = scale * (x . key_j) for all nkp keys, from transposed keys kt [D][nkp].
-template <int D>
-inline void dot_keys(const float* __restrict x, const float* __restrict kt, int64_t nkp,
+template <int D, class T>
+inline void dot_keys(const T* __restrict x, const float* __restrict kt, int64_t nkp,
                      float scale, float* __restrict s) {
   float xs[D];
-  for (int c = 0; c < D; ++c) xs[c] = x[c] * scale;
+  for (int c = 0; c < D; ++c) xs[c] = to_float(x[c]) * scale;
   constexpr int KL = kKeyLanes<D>;
   typedef typename Lanes<KL>::type V;
   for (int64_t j = 0; j < nkp; j += KL) {
@@ -193,8 +217,8 @@ inline float row_sum(const float* __restrict s, int64_t nkp) {
 }
 
 // NQ queries (rows i0.. of the set) of head h against keys kt [D][nkp] / vr [nkp][D].
-template <int D, int NQ>
-void forward_queries(const float* q, int64_t q_stride, float* out, float* lse, int64_t heads,
+template <int D, int NQ, class T>
+void forward_queries(const T* q, int64_t q_stride, T* out, float* lse, int64_t heads,
                      const float* __restrict kt, const float* __restrict vr, int64_t nkt,
                      int64_t nkp, float scale, float* __restrict s) {
   constexpr int KL = kKeyLanes<D>;
@@ -221,7 +245,7 @@ void forward_queries(const float* q, int64_t q_stride, float* out, float* lse, i
     }
   }
   for (int i = 0; i < NQ; ++i)
-    for (int c = 0; c < NV; ++c) store(out + i * heads * D + c * W, o[i][c] * inv[i]);
+    for (int c = 0; c < NV; ++c) store_as<W>(out + i * heads * D + c * W, o[i][c] * inv[i]);
 }
 
 // body(block, i) for the queries i.. of a set in blocks of NQ, then the rest in blocks of
@@ -232,10 +256,10 @@ inline void in_blocks(int64_t nq, Body&& body, int64_t i = 0) {
   if constexpr (NQ > 1) in_blocks<NQ / 2>(nq, body, i);
 }
 
-template <int D>
-void forward_set(const VarlenSets& sets, const Strides& st, int64_t b, const float* q,
-                 const float* k, const float* v, const float* bias_k, const float* bias_v,
-                 float scale, float* out, float* lse, const Workspace& w) {
+template <int D, class T>
+void forward_set(const VarlenSets& sets, const Strides& st, int64_t b, const T* q, const T* k,
+                 const T* v, const float* bias_k, const float* bias_v, float scale, T* out,
+                 float* lse, const Workspace& w) {
   constexpr int NQ = kQueryBlock<D>;
   const int64_t heads = sets.heads;
   const int64_t q0 = sets.cu_q[b], nq = sets.cu_q[b + 1] - q0;
@@ -364,12 +388,12 @@ void backward_set(const VarlenSets& sets, const Strides& st, int64_t b, const fl
   }
 }
 
-}  // namespace
 
 // Entry points of this instruction set: dispatch on the head dim (4..64 specialised).
-bool forward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,
-             const float* q, const float* k, const float* v, const float* bias_k,
-             const float* bias_v, float scale, float* out, float* lse, const Workspace& w) {
+template <class T>
+bool forward_any(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,
+                 const T* q, const T* k, const T* v, const float* bias_k, const float* bias_v,
+                 float scale, T* out, float* lse, const Workspace& w) {
   switch (sets.head_dim) {
 #define LAMFAST_CASE(D)                                                             \
   case D:                                                                           \
@@ -381,6 +405,20 @@ bool forward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t e
 #undef LAMFAST_CASE
     default: return false;
   }
+}
+
+}  // namespace
+
+bool forward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,
+             const float* q, const float* k, const float* v, const float* bias_k,
+             const float* bias_v, float scale, float* out, float* lse, const Workspace& w) {
+  return forward_any(sets, st, begin, end, q, k, v, bias_k, bias_v, scale, out, lse, w);
+}
+
+bool forward_bf16(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,
+                  const bf16* q, const bf16* k, const bf16* v, const float* bias_k,
+                  const float* bias_v, float scale, bf16* out, float* lse, const Workspace& w) {
+  return forward_any(sets, st, begin, end, q, k, v, bias_k, bias_v, scale, out, lse, w);
 }
 
 bool backward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,

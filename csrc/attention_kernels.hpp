@@ -17,6 +17,11 @@ namespace lamfast {
 constexpr int64_t kMaxKeyBlock = 16;   // key tiles are padded to a multiple of this
 constexpr int kMaxQueryBlock = 8;      // query rows handled together, at most
 
+// A bfloat16 value: the top 16 bits of a float.
+struct bf16 {
+  uint16_t bits;
+};
+
 // Per-thread scratch for sets of at most `keys` keys (bias slot included, rounded up to
 // kMaxKeyBlock) and head dim D.
 struct Workspace {
@@ -25,12 +30,17 @@ struct Workspace {
 };
 
 // Sets [begin, end) of one instruction set's build; false: no kernel for this head dim.
+// forward_bf16: bf16 q, k, v and out (fp32 bias and lse), computed in fp32.
 #define LAMFAST_ATTENTION_KERNELS(ISA)                                                      \
   namespace ISA {                                                                          \
   bool forward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,      \
                const float* q, const float* k, const float* v, const float* bias_k,        \
                const float* bias_v, float scale, float* out, float* lse,                   \
                const Workspace& w);                                                        \
+  bool forward_bf16(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end, \
+                    const bf16* q, const bf16* k, const bf16* v, const float* bias_k,      \
+                    const float* bias_v, float scale, bf16* out, float* lse,               \
+                    const Workspace& w);                                                   \
   bool backward(const VarlenSets& sets, const Strides& st, int64_t begin, int64_t end,     \
                 const float* dout, const float* q, const float* k, const float* v,         \
                 const float* out, const float* lse, const float* bias_k,                   \

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_isas', 'attention_supports', 'parse_xp_text', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
+__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_forward_bf16', 'attention_isa', 'attention_isas', 'attention_supports', 'parse_xp_text', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
 class XmatchIndex:
     @property
     def n_cells(self) -> int:
@@ -26,6 +26,10 @@ def attention_backward(dout: typing.Annotated[numpy.typing.ArrayLike, numpy.floa
 def attention_forward(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cu_q: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cu_k: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], bias_k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias_v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, scale: typing.SupportsFloat | typing.SupportsIndex, out: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], lse: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Varlen attention forward into out [Tq, H, D] and lse [Tq, H] (float32).
+    """
+def attention_forward_bf16(q: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], k: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], v: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], cu_q: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cu_k: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], bias_k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias_v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, scale: typing.SupportsFloat | typing.SupportsIndex, out: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], lse: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Varlen attention forward on bf16 q/k/v (their bits as int16) into bf16 out [Tq, H, D] (int16 bits) and float32 lse [Tq, H]; computed in float32, inference only.
     """
 def attention_isa() -> str:
     """

@@ -84,6 +84,48 @@ def test_cpu_kernels_match_reference(rng, heads, dim, mode, bias, dtype):
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["self-fused", "cross"])
+@pytest.mark.parametrize("heads,dim", [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4)])
+def test_bf16_inference_entry_is_bit_identical_to_converting(rng, heads, dim, mode, bias, monkeypatch):
+    """bf16 inputs without gradients go to the kernels' bf16 entry (the autograd path is
+    not taken) and give exactly the bf16 rounding of the fp32 kernels' result."""
+    from lamfast.ops import attention_cpu
+
+    lq, lk = (SELF, SELF) if mode == "self-fused" else (CROSS_Q, CROSS_K)
+    q, k, v, cq, ck, bk, bv = _problem(rng, lq, lk, heads, dim, torch.bfloat16, bias,
+                                       fused=mode == "self-fused")
+    bk, bv = (None, None) if bk is None else (bk.float(), bv.float())   # fp32 parameters
+    want = varlen_attention_cpu(q.requires_grad_(), k, v, cq, ck, max(lq), max(lk), bias_k=bk,
+                                bias_v=bv).detach()
+    q = q.detach()
+    monkeypatch.setattr(attention_cpu._VarlenAttentionCPU, "apply", None)   # must not be used
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            got = varlen_attention_cpu(q, k, v, cq, ck, max(lq), max(lk), bias_k=bk, bias_v=bv)
+        assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+def test_bf16_entry_rounds_to_nearest_even_and_keeps_nan():
+    """One query, two keys of equal score: out = (v0 + v1) / 2 in fp32, then rounded. With
+    v1 one bf16 step above v0 every mean is a tie, which goes to even as torch rounds; a
+    NaN stays a NaN (rounding its bits up could give an infinity)."""
+    from lamfast import _core
+
+    v0 = torch.tensor([1.0, 1.0078125, -1.0, -3.0, 0.5, 1e-30, 100.0, float("nan")]).bfloat16()
+    v1 = (v0.view(torch.int16) + 1).view(torch.bfloat16)   # the next bf16 (from zero); NaN stays
+    values = torch.stack([v0, v1]).reshape(2, 1, 8)                         # [Tk, H, D]
+    zeros = torch.zeros(2, 1, 8, dtype=torch.bfloat16)
+    out = torch.empty(1, 1, 8, dtype=torch.bfloat16)
+    bits = lambda x: x.view(torch.int16).numpy()
+    _core.attention_forward_bf16(bits(zeros[:1]), bits(zeros), bits(values),
+                                 torch.tensor([0, 1], dtype=torch.int32).numpy(),
+                                 torch.tensor([0, 2], dtype=torch.int32).numpy(), None, None, 1.0,
+                                 bits(out), torch.empty(1, 1).numpy(), 1)
+    want = ((v0.float() + v1.float()) / 2).bfloat16().reshape(1, 1, 8)
+    assert out[0, 0, -1].isnan() and torch.equal(out[..., :-1], want[..., :-1])
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_strided_slices_of_a_fused_projection(rng, bias):
     q, k, v, cq, ck, bk, bv = _problem(rng, SELF, SELF, 4, 16, torch.float32, bias, fused=True)
     assert not q.is_contiguous() and q.stride(0) == 3 * 4 * 16
@@ -238,6 +280,12 @@ ISA_CHILD = textwrap.dedent("""
                 for a, b in zip(torch.autograd.grad(out, inputs, grad),
                                 torch.autograd.grad(ref, inputs, grad)):
                     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+                qb, kb, vb = (x.detach().bfloat16() for x in leaves[:3])   # the bf16 entry
+                converted = varlen_attention_cpu(qb.requires_grad_(), kb, vb, *args, bias_k=bk,
+                                                 bias_v=bv).detach()
+                with torch.no_grad():
+                    direct = varlen_attention_cpu(qb.detach(), kb, vb, *args, bias_k=bk, bias_v=bv)
+                assert torch.equal(direct, converted), (heads, dim, bias)
     print(sys.argv[1], "ok")
 """).replace("{SELF}", repr(SELF)).replace("{CROSS_Q}", repr(CROSS_Q)).replace("{CROSS_K}", repr(CROSS_K))
 
