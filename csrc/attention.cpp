@@ -65,6 +65,24 @@ Isa chosen_isa() {
   return isa;
 }
 
+bool isa_forced() {
+  static const bool forced = [] {
+    const char* name = std::getenv("LAMFAST_CPU_ISA");
+    return name && *name;
+  }();
+  return forced;
+}
+
+// The build that runs head dim D: the chosen one, except that below D = 16 an AVX-512 CPU
+// runs the AVX2 build unless LAMFAST_CPU_ISA forces avx512. There the AVX-512 build gains
+// nothing: 0.84-0.87x the AVX2 build's speed at D = 8 on Zen 4 (which splits 512-bit
+// operations in two), 1.0-1.1x at D = 16, 1.25-1.5x at D = 32
+// (benchmarks/bench_attention_isa.py).
+Isa kernel_isa(int64_t head_dim) {
+  const Isa isa = chosen_isa();
+  return isa == Isa::avx512 && head_dim < 16 && !isa_forced() ? Isa::avx2 : isa;
+}
+
 }  // namespace
 
 const char* attention_isa() { return isa_name(chosen_isa()); }
@@ -121,8 +139,8 @@ void attention_forward(const VarlenSets& sets, const Strides& strides, const flo
   check_head_dim(sets);
   auto* forward = baseline::forward;
 #if defined(LAMFAST_HAVE_X86_ISAS)
-  if (chosen_isa() == Isa::avx512) forward = avx512::forward;
-  if (chosen_isa() == Isa::avx2) forward = avx2::forward;
+  if (kernel_isa(sets.head_dim) == Isa::avx512) forward = avx512::forward;
+  if (kernel_isa(sets.head_dim) == Isa::avx2) forward = avx2::forward;
 #endif
   parallel_for(sets.n_sets, threads, kMinSetsPerThread, [&](int64_t begin, int64_t end, int) {
     const Scratch scratch(sets);
@@ -139,8 +157,8 @@ void attention_forward_bf16(const VarlenSets& sets, const Strides& strides, cons
   check_head_dim(sets);
   auto* forward = baseline::forward_bf16;
 #if defined(LAMFAST_HAVE_X86_ISAS)
-  if (chosen_isa() == Isa::avx512) forward = avx512::forward_bf16;
-  if (chosen_isa() == Isa::avx2) forward = avx2::forward_bf16;
+  if (kernel_isa(sets.head_dim) == Isa::avx512) forward = avx512::forward_bf16;
+  if (kernel_isa(sets.head_dim) == Isa::avx2) forward = avx2::forward_bf16;
 #endif
   const auto as_bf16 = [](const uint16_t* x) { return reinterpret_cast<const bf16*>(x); };
   parallel_for(sets.n_sets, threads, kMinSetsPerThread, [&](int64_t begin, int64_t end, int) {
@@ -162,8 +180,8 @@ void attention_backward(const VarlenSets& sets, const Strides& strides, const fl
   std::vector<float> partial(bias_k ? static_cast<size_t>(2 * t * hd) : 0, 0.0f);
   auto* backward = baseline::backward;
 #if defined(LAMFAST_HAVE_X86_ISAS)
-  if (chosen_isa() == Isa::avx512) backward = avx512::backward;
-  if (chosen_isa() == Isa::avx2) backward = avx2::backward;
+  if (kernel_isa(sets.head_dim) == Isa::avx512) backward = avx512::backward;
+  if (kernel_isa(sets.head_dim) == Isa::avx2) backward = avx2::backward;
 #endif
   parallel_for(sets.n_sets, t, kMinSetsPerThread, [&](int64_t begin, int64_t end, int i) {
     const Scratch scratch(sets);

@@ -28,7 +28,8 @@ bool attention_supports(int64_t head_dim);
 // The instruction set the kernels run with: "avx512" where the CPU has AVX-512 F, VL, BW
 // and DQ, else "avx2" where it has AVX2+FMA, else "baseline". The environment variable
 // LAMFAST_CPU_ISA=avx512|avx2|baseline forces one (read once, at the first call); naming
-// one the CPU lacks, or an unknown one, raises std::runtime_error.
+// one the CPU lacks, or an unknown one, raises std::runtime_error. Unforced, head dims
+// below 16 run the AVX2 build on AVX-512 CPUs (faster there; see attention.cpp).
 const char* attention_isa();
 
 // Whether this CPU (and build) runs the kernels of instruction set `isa` ("avx512",
