@@ -25,10 +25,16 @@ struct Strides {  // elements between consecutive token rows of q, k, v
 // Head dims with a compiled kernel; callers use another path for the rest.
 bool attention_supports(int64_t head_dim);
 
-// The instruction set the kernels run with: "avx2" where the CPU has AVX2+FMA, else
-// "baseline"; the environment variable LAMFAST_CPU_ISA=baseline forces the baseline
-// build (read once, at the first call).
+// The instruction set the kernels run with: "avx512" where the CPU has AVX-512 F, VL, BW
+// and DQ, else "avx2" where it has AVX2+FMA, else "baseline". The environment variable
+// LAMFAST_CPU_ISA=avx512|avx2|baseline forces one (read once, at the first call); naming
+// one the CPU lacks, or an unknown one, raises std::runtime_error. Unforced, head dims
+// below 16 run the AVX2 build on AVX-512 CPUs (faster there; see attention.cpp).
 const char* attention_isa();
+
+// Whether this CPU (and build) runs the kernels of instruction set `isa` ("avx512",
+// "avx2", "baseline"; false for any other name).
+bool attention_isa_runs(const char* isa);
 
 // out [Tq, H, D]; lse [Tq, H] = log-sum-exp of each query row's scaled scores (the
 // backward recomputes probabilities from it). A set with no key and no bias gives
@@ -36,6 +42,14 @@ const char* attention_isa();
 void attention_forward(const VarlenSets& sets, const Strides& strides, const float* q,
                        const float* k, const float* v, const float* bias_k,
                        const float* bias_v, float scale, float* out, float* lse, int threads);
+
+// The same for bf16 q, k, v and out (uint16_t: the top 16 bits of a float; computed in
+// fp32, out rounded to nearest even); bias_k/bias_v and lse stay fp32. Inference only: the
+// backward takes fp32.
+void attention_forward_bf16(const VarlenSets& sets, const Strides& strides, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const float* bias_k,
+                            const float* bias_v, float scale, uint16_t* out, float* lse,
+                            int threads);
 
 // Gradients of sum(dout * out); dout and out are contiguous [Tq, H, D]. dq, dk, dv are
 // fully written (keys of sets without queries get 0). With a bias, dbias_k/dbias_v [H, D]

@@ -524,10 +524,12 @@ void register_xmatch(py::module_& m) {
 namespace {
 
 using Rows = py::array_t<float>;  // [T, H, D], heads x dims contiguous, any row stride
+// The same of bf16 values (their bits as int16); no forcecast: any other dtype is refused.
+using Bf16Rows = py::array_t<int16_t, 0>;
 
-int64_t row_stride(const Rows& x, const char* name) {
+int64_t row_stride(const py::array& x, const char* name) {
   if (x.ndim() != 3) throw std::invalid_argument(std::string(name) + " must be [tokens, heads, head_dim]");
-  const auto f = static_cast<py::ssize_t>(sizeof(float));
+  const auto f = static_cast<py::ssize_t>(x.itemsize());
   const int64_t row = x.shape(1) * x.shape(2);
   if (x.size() == 0) return row;  // strides of empty arrays mean nothing
   // Strides of length-1 dims are arbitrary (numpy and torch both leave them free).
@@ -540,7 +542,8 @@ int64_t row_stride(const Rows& x, const char* name) {
 // Checks what the C++ core relies on (shapes, cu_seqlens inside the token ranges), so a
 // bad call raises instead of reading out of bounds; the Python wrapper gives the
 // user-facing messages.
-VarlenSets varlen_sets(const Rows& q, const Rows& k, const Rows& v, const Array<int32_t>& cu_q,
+template <class A>
+VarlenSets varlen_sets(const A& q, const A& k, const A& v, const Array<int32_t>& cu_q,
                        const Array<int32_t>& cu_k, const std::optional<Array<float>>& bias_k,
                        const std::optional<Array<float>>& bias_v, Strides& strides) {
   strides = {row_stride(q, "q"), row_stride(k, "k"), row_stride(v, "v")};
@@ -580,6 +583,24 @@ void attention_forward_py(const Rows& q, const Rows& k, const Rows& v, const Arr
                     data_or_null(bias_v), scale, out.mutable_data(), lse.mutable_data(), threads);
 }
 
+void attention_forward_bf16_py(const Bf16Rows& q, const Bf16Rows& k, const Bf16Rows& v,
+                               const Array<int32_t>& cu_q, const Array<int32_t>& cu_k,
+                               const std::optional<Array<float>>& bias_k,
+                               const std::optional<Array<float>>& bias_v, float scale,
+                               Bf16Rows& out, Array<float>& lse, int threads) {
+  Strides strides;
+  const VarlenSets sets = varlen_sets(q, k, v, cu_q, cu_k, bias_k, bias_v, strides);
+  if (out.size() != q.size() || lse.size() != q.shape(0) * q.shape(1))
+    throw std::invalid_argument("out must be like q and lse [tokens, heads]");
+  if (out.ndim() != 3 || row_stride(out, "out") != q.shape(1) * q.shape(2))
+    throw std::invalid_argument("out must be a contiguous [tokens, heads, head_dim]");
+  const auto bits = [](const Bf16Rows& x) { return reinterpret_cast<const uint16_t*>(x.data()); };
+  uint16_t* result = reinterpret_cast<uint16_t*>(out.mutable_data());
+  py::gil_scoped_release release;
+  attention_forward_bf16(sets, strides, bits(q), bits(k), bits(v), data_or_null(bias_k),
+                         data_or_null(bias_v), scale, result, lse.mutable_data(), threads);
+}
+
 void attention_backward_py(const Array<float>& dout, const Rows& q, const Rows& k, const Rows& v,
                            const Array<float>& out, const Array<float>& lse,
                            const Array<int32_t>& cu_q, const Array<int32_t>& cu_k,
@@ -607,12 +628,23 @@ void attention_backward_py(const Array<float>& dout, const Rows& q, const Rows& 
 void register_attention(py::module_& m) {
   m.def("attention_supports", &attention_supports, py::arg("head_dim"),
         "Whether the CPU attention kernels are compiled for this head dim.");
+  m.def("attention_isas", [] {
+    py::list runs;
+    for (const char* isa : {"avx512", "avx2", "baseline"})
+      if (attention_isa_runs(isa)) runs.append(isa);
+    return runs;
+  }, "The instruction sets whose CPU attention kernels this CPU runs, best first.");
   m.def("attention_isa", &attention_isa,
-        "Instruction set of the CPU attention kernels: 'avx2' or 'baseline' (LAMFAST_CPU_ISA=baseline forces it).");
+        "Instruction set of the CPU attention kernels: 'avx512', 'avx2' or 'baseline', the best the CPU runs (LAMFAST_CPU_ISA=<name> forces one).");
   m.def("attention_forward", &attention_forward_py, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("cu_q"), py::arg("cu_k"), py::arg("bias_k"), py::arg("bias_v"), py::arg("scale"),
         py::arg("out"), py::arg("lse"), py::arg("threads"),
         "Varlen attention forward into out [Tq, H, D] and lse [Tq, H] (float32).");
+  m.def("attention_forward_bf16", &attention_forward_bf16_py, py::arg("q"), py::arg("k"),
+        py::arg("v"), py::arg("cu_q"), py::arg("cu_k"), py::arg("bias_k"),
+        py::arg("bias_v"), py::arg("scale"), py::arg("out"), py::arg("lse"), py::arg("threads"),
+        "Varlen attention forward on bf16 q/k/v (their bits as int16) into bf16 out [Tq, H, D] "
+        "(int16 bits) and float32 lse [Tq, H]; computed in float32, inference only.");
   m.def("attention_backward", &attention_backward_py, py::arg("dout"), py::arg("q"),
         py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("cu_q"),
         py::arg("cu_k"), py::arg("bias_k"), py::arg("bias_v"), py::arg("scale"), py::arg("dq"),

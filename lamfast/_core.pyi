@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_isa', 'attention_supports', 'parse_xp_text', 'parse_xp_text_into', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
+__all__: list[str] = ['XmatchIndex', 'attention_backward', 'attention_forward', 'attention_forward_bf16', 'attention_isa', 'attention_isas', 'attention_supports', 'parse_xp_text', 'parse_xp_text_into', 'sample', 'tokenize', 'xmatch_all', 'xmatch_build', 'xmatch_nearest', 'xmatch_one_to_one', 'xmatch_propagate']
 class XmatchIndex:
     @property
     def n_cells(self) -> int:
@@ -27,9 +27,17 @@ def attention_forward(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]
     """
     Varlen attention forward into out [Tq, H, D] and lse [Tq, H] (float32).
     """
+def attention_forward_bf16(q: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], k: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], v: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], cu_q: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], cu_k: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], bias_k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias_v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, scale: typing.SupportsFloat | typing.SupportsIndex, out: typing.Annotated[numpy.typing.ArrayLike, numpy.int16], lse: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Varlen attention forward on bf16 q/k/v (their bits as int16) into bf16 out [Tq, H, D] (int16 bits) and float32 lse [Tq, H]; computed in float32, inference only.
+    """
 def attention_isa() -> str:
     """
-    Instruction set of the CPU attention kernels: 'avx2' or 'baseline' (LAMFAST_CPU_ISA=baseline forces it).
+    Instruction set of the CPU attention kernels: 'avx512', 'avx2' or 'baseline', the best the CPU runs (LAMFAST_CPU_ISA=<name> forces one).
+    """
+def attention_isas() -> list:
+    """
+    The instruction sets whose CPU attention kernels this CPU runs, best first.
     """
 def attention_supports(head_dim: typing.SupportsInt | typing.SupportsIndex) -> bool:
     """

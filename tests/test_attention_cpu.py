@@ -1,6 +1,7 @@
 """The CPU attention kernels (C++, lamfast.ops.attention_cpu) against the padded reference.
 
-Odd shapes: sets of 0, 1, 2, 8 (one key block), 9 (block + 1) tokens, one 130-token set
+Odd shapes: sets of 0, 1, 2, 7, 8, 15, 16 tokens (with the bias slot: 8 and 16 keys are
+whole key blocks of the AVX2 and AVX-512 builds, 9 and 17 a block + 1), one 130-token set
 among tiny ones; self and cross attention (request sets with no key, key sets with no
 request); with and without the bias slot; fp32 and bf16; forward and every gradient;
 q/k/v as strided slices of a fused projection. Outputs are compared with the reference
@@ -8,6 +9,8 @@ computed from the same (rounded) inputs in fp32.
 """
 
 import math
+import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -23,9 +26,9 @@ from lamfast.ops.attention_cpu import (
     varlen_attention_cpu,
 )
 
-SELF = [0, 1, 2, 8, 9, 3, 130, 1, 0]
-CROSS_Q = [1, 3, 0, 2, 9, 1, 0, 4]     # decoder-like requests; sets 2 and 6 have none
-CROSS_K = [0, 5, 4, 8, 0, 130, 2, 1]   # sets 0 and 4 have no key
+SELF = [0, 1, 2, 7, 8, 15, 16, 3, 130, 1, 0]
+CROSS_Q = [1, 3, 0, 2, 9, 1, 0, 4, 17]     # decoder-like requests; sets 2 and 6 have none
+CROSS_K = [0, 5, 4, 8, 0, 130, 2, 16, 1]   # sets 0 and 4 have no key
 TOLERANCE = {torch.float32: (2e-6, 1e-5), torch.bfloat16: (2e-2, 6e-2)}  # (forward, grads)
 
 
@@ -78,6 +81,48 @@ def test_cpu_kernels_match_reference(rng, heads, dim, mode, bias, dtype):
         no_keys = out[int(cq[0]):int(cq[1])]
         want = bv.expand_as(no_keys) if bias else torch.zeros_like(no_keys)
         torch.testing.assert_close(no_keys, want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("mode", ["self-fused", "cross"])
+@pytest.mark.parametrize("heads,dim", [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4)])
+def test_bf16_inference_entry_is_bit_identical_to_converting(rng, heads, dim, mode, bias, monkeypatch):
+    """bf16 inputs without gradients go to the kernels' bf16 entry (the autograd path is
+    not taken) and give exactly the bf16 rounding of the fp32 kernels' result."""
+    from lamfast.ops import attention_cpu
+
+    lq, lk = (SELF, SELF) if mode == "self-fused" else (CROSS_Q, CROSS_K)
+    q, k, v, cq, ck, bk, bv = _problem(rng, lq, lk, heads, dim, torch.bfloat16, bias,
+                                       fused=mode == "self-fused")
+    bk, bv = (None, None) if bk is None else (bk.float(), bv.float())   # fp32 parameters
+    want = varlen_attention_cpu(q.requires_grad_(), k, v, cq, ck, max(lq), max(lk), bias_k=bk,
+                                bias_v=bv).detach()
+    q = q.detach()
+    monkeypatch.setattr(attention_cpu._VarlenAttentionCPU, "apply", None)   # must not be used
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            got = varlen_attention_cpu(q, k, v, cq, ck, max(lq), max(lk), bias_k=bk, bias_v=bv)
+        assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+def test_bf16_entry_rounds_to_nearest_even_and_keeps_nan():
+    """One query, two keys of equal score: out = (v0 + v1) / 2 in fp32, then rounded. With
+    v1 one bf16 step above v0 every mean is a tie, which goes to even as torch rounds; a
+    NaN stays a NaN (rounding its bits up could give an infinity)."""
+    from lamfast import _core
+
+    v0 = torch.tensor([1.0, 1.0078125, -1.0, -3.0, 0.5, 1e-30, 100.0, float("nan")]).bfloat16()
+    v1 = (v0.view(torch.int16) + 1).view(torch.bfloat16)   # the next bf16 (from zero); NaN stays
+    values = torch.stack([v0, v1]).reshape(2, 1, 8)                         # [Tk, H, D]
+    zeros = torch.zeros(2, 1, 8, dtype=torch.bfloat16)
+    out = torch.empty(1, 1, 8, dtype=torch.bfloat16)
+    bits = lambda x: x.view(torch.int16).numpy()
+    _core.attention_forward_bf16(bits(zeros[:1]), bits(zeros), bits(values),
+                                 torch.tensor([0, 1], dtype=torch.int32).numpy(),
+                                 torch.tensor([0, 2], dtype=torch.int32).numpy(), None, None, 1.0,
+                                 bits(out), torch.empty(1, 1).numpy(), 1)
+    want = ((v0.float() + v1.float()) / 2).bfloat16().reshape(1, 1, 8)
+    assert out[0, 0, -1].isnan() and torch.equal(out[..., :-1], want[..., :-1])
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -209,36 +254,91 @@ def test_scale_argument(rng):
         torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
 
 
-BASELINE_CHILD = textwrap.dedent("""
+ISA_CHILD = textwrap.dedent("""
+    import sys
     import torch
     from lamfast import _core
     from lamfast.ops import varlen_attention_reference
     from lamfast.ops.attention_cpu import varlen_attention_cpu
 
-    assert _core.attention_isa() == "baseline", _core.attention_isa()
+    assert _core.attention_isa() == sys.argv[1], _core.attention_isa()
     cu = lambda ls: torch.tensor([0] + ls, dtype=torch.int32).cumsum(0, dtype=torch.int32)
     g = torch.Generator().manual_seed(3)
-    for heads, dim in [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4)]:
+    for heads, dim in [(16, 8), (8, 16), (4, 32), (3, 12), (1, 64), (2, 4), (2, 24), (1, 48)]:
         for lq, lk in [({SELF}, {SELF}), ({CROSS_Q}, {CROSS_K})]:
-            leaves = [torch.randn(sum(n), heads, dim, generator=g).requires_grad_()
-                      for n in (lq, lk, lk)]
-            leaves += [torch.randn(heads, dim, generator=g).requires_grad_() for _ in "kv"]
-            args = (cu(lq), cu(lk), max(lq), max(lk))
-            out = varlen_attention_cpu(*leaves[:3], *args, bias_k=leaves[3], bias_v=leaves[4])
-            ref = varlen_attention_reference(*leaves[:3], *args, bias_k=leaves[3], bias_v=leaves[4])
-            torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
-            grad = torch.randn(out.shape, generator=g)
-            for a, b in zip(torch.autograd.grad(out, leaves, grad), torch.autograd.grad(ref, leaves, grad)):
-                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    print("baseline ok")
+            for bias in (True, False):
+                leaves = [torch.randn(sum(n), heads, dim, generator=g).requires_grad_()
+                          for n in (lq, lk, lk)]
+                bk, bv = [torch.randn(heads, dim, generator=g).requires_grad_() if bias else None
+                          for _ in "kv"]
+                args = (cu(lq), cu(lk), max(lq), max(lk))
+                out = varlen_attention_cpu(*leaves[:3], *args, bias_k=bk, bias_v=bv)
+                ref = varlen_attention_reference(*leaves[:3], *args, bias_k=bk, bias_v=bv)
+                torch.testing.assert_close(out, ref, atol=2e-6, rtol=2e-6)
+                grad = torch.randn(out.shape, generator=g)
+                inputs = leaves + ([bk, bv] if bias else [])
+                for a, b in zip(torch.autograd.grad(out, inputs, grad),
+                                torch.autograd.grad(ref, inputs, grad)):
+                    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+                qb, kb, vb = (x.detach().bfloat16() for x in leaves[:3])   # the bf16 entry
+                converted = varlen_attention_cpu(qb.requires_grad_(), kb, vb, *args, bias_k=bk,
+                                                 bias_v=bv).detach()
+                with torch.no_grad():
+                    direct = varlen_attention_cpu(qb.detach(), kb, vb, *args, bias_k=bk, bias_v=bv)
+                assert torch.equal(direct, converted), (heads, dim, bias)
+    print(sys.argv[1], "ok")
 """).replace("{SELF}", repr(SELF)).replace("{CROSS_Q}", repr(CROSS_Q)).replace("{CROSS_K}", repr(CROSS_K))
 
+# What each build needs, as /proc/cpuinfo names the flags.
+ISA_FLAGS = {"baseline": set(), "avx2": {"avx2", "fma"},
+             "avx512": {"avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"}}
 
-def test_baseline_isa_build_matches_reference(tmp_path):
-    """The kernels built for CPUs without AVX2 (forced by LAMFAST_CPU_ISA=baseline, which
-    the kernels read once per process, hence the child process) on every head dim."""
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f
+                         if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def _run_child(tmp_path, isa, code=ISA_CHILD):
     kw = same_lamfast(tmp_path)
-    kw["env"]["LAMFAST_CPU_ISA"] = "baseline"
-    r = subprocess.run([sys.executable, "-c", BASELINE_CHILD], capture_output=True, text=True,
-                       timeout=300, **kw)
-    assert r.returncode == 0 and "baseline ok" in r.stdout, r.stderr[-3000:]
+    kw["env"]["LAMFAST_CPU_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", code, isa], capture_output=True, text=True,
+                          timeout=300, check=False, **kw)
+
+
+@pytest.mark.parametrize("isa", list(ISA_FLAGS))
+def test_each_isa_build_matches_reference(tmp_path, isa):
+    """Each build of the kernels, forced by LAMFAST_CPU_ISA (read once per process, hence
+    the child process), against the reference on every head dim, with and without the bias."""
+    if platform.machine() not in ("x86_64", "AMD64") and isa != "baseline":
+        pytest.skip(f"the {isa} build exists on x86-64 only")
+    if not ISA_FLAGS[isa] <= _cpu_flags():
+        pytest.skip(f"this CPU lacks {sorted(ISA_FLAGS[isa] - _cpu_flags())}: the {isa} build cannot run")
+    r = _run_child(tmp_path, isa)
+    assert r.returncode == 0 and f"{isa} ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_the_best_build_the_cpu_runs_is_the_default():
+    """attention_isas() lists the builds the CPU's flags allow, best first, and the default
+    (no LAMFAST_CPU_ISA) is the first."""
+    from lamfast import _core
+
+    flags = _cpu_flags()
+    if not flags or os.environ.get("LAMFAST_CPU_ISA"):
+        pytest.skip("no /proc/cpuinfo flags here, or LAMFAST_CPU_ISA is set for this run")
+    x86 = platform.machine() in ("x86_64", "AMD64")
+    runs = [isa for isa in ISA_FLAGS if ISA_FLAGS[isa] <= flags and (x86 or isa == "baseline")]
+    assert _core.attention_isas() == sorted(runs, key=["avx512", "avx2", "baseline"].index)
+    assert _core.attention_isa() == _core.attention_isas()[0]
+
+
+@pytest.mark.parametrize("isa", ["sse9", "avx512"])
+def test_a_forced_isa_the_cpu_lacks_or_nobody_knows_is_an_error(tmp_path, isa):
+    if isa == "avx512" and ISA_FLAGS["avx512"] <= _cpu_flags():
+        pytest.skip("this CPU has AVX-512: forcing it is no error here")
+    r = _run_child(tmp_path, isa, "from lamfast import _core; _core.attention_isa()")
+    assert r.returncode != 0 and f"LAMFAST_CPU_ISA={isa}" in r.stderr, r.stderr[-2000:]

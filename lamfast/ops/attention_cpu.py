@@ -8,7 +8,10 @@ probabilities from the saved log-sum-exp (FlashAttention's recipe). Nothing is p
 beyond a multiple of 8 keys inside the tiles, nothing is gathered in memory, and q/k/v may
 be strided slices of a fused QKV projection (no copy).
 
-Computed in fp32; other dtypes (bf16 under autocast) are converted on the way in and out.
+Computed in fp32. bf16 inputs (autocast) that need no gradient (inference, labelling) go
+to the kernels' bf16 entry, which reads bf16 q/k/v and writes bf16 out directly, with the
+result bit-identical to converting in and out. Otherwise (training) other dtypes are
+converted to fp32 on the way in and out, since the backward works on fp32 copies.
 Slices of one projection (self-attention's q, k, v; the decoder's k, v) are converted
 together, as one copy of the rows they span, not slice by slice (copies of 8-wide head
 slices were 12% of a bf16 forward's time).
@@ -63,6 +66,27 @@ def _fp32_rows(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _np(x: torch.Tensor | None):
     return None if x is None else x.numpy()
+
+
+def _bf16_inference(*xs: torch.Tensor | None) -> bool:
+    """Whether q, k, v (xs[:3]) are bf16 and no input needs a gradient."""
+    q, k, v = xs[:3]
+    needs_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in xs)
+    return q.dtype == k.dtype == v.dtype == torch.bfloat16 and not needs_grad
+
+
+def _forward_bf16(q, k, v, bias_k, bias_v, cu_q, cu_k, scale, threads) -> torch.Tensor:
+    """The bf16 kernel: [Tq, H, D] bf16 out of bf16 q, k, v (strided row slices read in place)."""
+    from .. import _core
+
+    bits = lambda x: (x if _rows_ok(x) else x.contiguous()).view(torch.int16).numpy()
+    bias = lambda b: None if b is None else b.detach().float().contiguous().numpy()
+    out = torch.empty(q.shape, dtype=torch.bfloat16)                      # [Tq, H, D]
+    lse = torch.empty(q.shape[:2], dtype=torch.float32)                   # [Tq, H]
+    _core.attention_forward_bf16(bits(q), bits(k), bits(v), cu_q.numpy(), cu_k.numpy(), bias(bias_k),
+                                 bias(bias_v), scale, out.view(torch.int16).numpy(), lse.numpy(),
+                                 threads)
+    return out
 
 
 class _VarlenAttentionCPU(torch.autograd.Function):
@@ -129,5 +153,8 @@ def varlen_attention_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return varlen_attention_reference(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                           max_seqlen_k, bias_k=bias_k, bias_v=bias_v, scale=scale)
     threads = torch.get_num_threads() if threads is None else int(threads)
+    if _bf16_inference(q, k, v, bias_k, bias_v):
+        return _forward_bf16(q, k, v, bias_k, bias_v, cu_seqlens_q.contiguous(),
+                             cu_seqlens_k.contiguous(), scale, threads)
     return _VarlenAttentionCPU.apply(q, k, v, bias_k, bias_v, cu_seqlens_q.contiguous(),
                                      cu_seqlens_k.contiguous(), scale, threads)
