@@ -43,7 +43,8 @@ def kernel_path(device, precision: str) -> str:
 
     dtype = torch.float32 if precision == "fp32" else torch.bfloat16
     dense = "oneDNN fused" if dtype in _FUSED_DTYPES else "F.linear (no oneDNN bf16 here)"
-    return f"{dense} {precision}; C++ attention fp32 ({_core.attention_isa()})"
+    attention = "bf16 in/out, fp32 inside" if precision == "bf16" else "fp32"
+    return f"{dense} {precision}; C++ attention {attention} ({_core.attention_isa()} build)"
 
 
 def test_stars(path: str | None):
