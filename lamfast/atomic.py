@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 
@@ -44,3 +45,21 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def publish_folder(new: Path, out: Path) -> None:
+    """Make folder ``new`` appear as ``out`` at once: every file and folder under ``new``
+    on disk first, then ``new`` renamed onto ``out``. An existing ``out`` (the caller has
+    checked that it may be replaced) is renamed aside first and deleted once the new one is
+    in place."""
+    for root, _, names in os.walk(new):
+        for name in names:
+            with open(Path(root) / name, "rb+") as f:
+                os.fsync(f.fileno())
+        fsync_dir(Path(root))
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.rename(out, old)
+    os.rename(new, out)
+    fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)

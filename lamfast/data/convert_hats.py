@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..atomic import fsync_dir
+from ..atomic import publish_folder
 from ..io.hats import XP_UNITS_PROPERTY
 from ..io.xp_units import XP_UNITS_KEY
 from .convert import (
@@ -207,8 +207,7 @@ def write_catalog(parts: list[Path], inputs: list[Path], out: Path, record: dict
             **{XP_UNITS_PROPERTY: "gnorm", POSITIONS_PROPERTY: POSITIONS}).to_properties_file(tmp)
         (tmp / METADATA_FILE).write_text(json.dumps({**record, "xp_units": "gnorm", "positions": POSITIONS,
                                                      "lamfast_version": __version__}, indent=1))
-        _fsync_tree(tmp)
-        _replace_folder(tmp, out)
+        publish_folder(tmp, out)  # an existing catalogue: checked to be a convert's above
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(pixels)
@@ -317,23 +316,3 @@ def _bar(items, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, unit="file" if desc == "partitioning" else "partition", disable=not progress, desc=desc)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Every file and folder under ``folder`` on disk before the rename makes it visible."""
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with open(Path(root) / name, "rb+") as f:
-                os.fsync(f.fileno())
-        fsync_dir(Path(root))
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Rename ``new`` onto ``out``; an existing ``out`` (checked to be a convert's catalogue
-    by the caller) is renamed aside first and deleted once the new one is in place."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.rename(out, old)
-    os.rename(new, out)
-    fsync_dir(out.parent)
-    shutil.rmtree(old, ignore_errors=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..atomic import fsync_dir
+from ..atomic import publish_folder
 from ..io.hats import import_hats
 from .plan import LabelPlan, part_path
 from .table import METADATA_KEY, arrow_fields, output_columns, part_columns
@@ -99,8 +99,9 @@ def write_hats_output(output: Path, plan: LabelPlan, parts: Path, metadata: dict
             properties["ra_column"], properties["dec_column"] = positions
         TableProperties(**properties).to_properties_file(tmp)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
-        _fsync_tree(tmp)
-        _replace_folder(tmp, output)
+        if output.exists():
+            check_replaceable(output)
+        publish_folder(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -184,25 +185,4 @@ def _write_table(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP, use_dictionary=False)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Every file and folder under ``folder`` on disk before the rename makes it visible."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(Path(root) / name, "rb+") as f:
-                os.fsync(f.fileno())
-        fsync_dir(Path(root))
-
-
-def _replace_folder(new: Path, output: Path) -> None:
-    """Rename ``new`` onto ``output``; an existing ``output`` is renamed aside first and
-    deleted once the new one is in place."""
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
-    if output.exists():
-        check_replaceable(output)
-        os.rename(output, old)
-    os.rename(new, output)
-    fsync_dir(output.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
