@@ -173,11 +173,22 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
+def _auto_precision(device: str) -> str:
+    """What precision="auto" runs on ``device`` (bf16 on GPUs and on CPUs whose oneDNN runs
+    bf16 GEMMs, else fp32)."""
+    import torch
+
+    from lamfast.infer import resolve_precision
+
+    return resolve_precision("auto", torch.device(device))
+
+
 def save(rows: list[dict], skipped: list[str], args, final: bool) -> None:
     """The table so far (each row as it is measured), marked partial until the last."""
     notes = [f"Synthetic stars in Parquet (all 118 token columns + errors, XP as list columns, zstd), "
              f"{len(INPUTS)} input tokens (bp0..29, rp0..29, jh, jk, bprp) -> teff, logg, m_h, Parquet out; "
-             f"`lamfast.label` defaults (chunk {CHUNK_ROWS:,} rows, batch 256 stars on CPU, fp32 on CPU); one fresh "
+             f"`lamfast.label` defaults (chunk {CHUNK_ROWS:,} rows, batch 256 stars on CPU, precision 'auto': "
+             f"{_auto_precision(args.device)} here); one fresh "
              f"child process per row, torch threads {args.threads}; wall_s = the `lamfast.label` call (model "
              "load included, interpreter start not); peak RSS = the child's VmHWM. tiny = a width-16 random-weights "
              "model (the pipeline's own cost); default = the shipped model. Stage seconds: read and tokenize run "
