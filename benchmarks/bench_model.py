@@ -34,7 +34,7 @@ from lamfast.reference_stats import paper_normalizer
 from lamfast.vocab import HEADLINE_INPUTS
 
 from .common import STOCK_GPU_BATCH, device_name, model_bench_parser, torch_device, write_table
-from .flops import forward_macs
+from .flops import forward_macs, matmul_peak_gflops
 
 REQUEST = ("teff", "logg", "m_h")
 
@@ -136,7 +136,7 @@ def bench_preset(preset: str, n_stars: int, repeats: int, device, compile_backen
 
 
 COLUMNS = ["preset", "candidate", "precision", "stars", "status", "first_call_s", "seconds", "stars_per_s",
-           "vs_stock_fp32", "mmac_per_star", "gmac_per_s", "max_dteff_K", "max_dlogg_dex", "max_dmh_dex",
+           "vs_stock_fp32", "mmac_per_star", "gmac_per_s", "matmul_peak_gflops", "of_peak", "max_dteff_K", "max_dlogg_dex", "max_dmh_dex",
            "teff_vs_stock_fp32_K"]
 
 
@@ -166,7 +166,7 @@ def main(argv=None) -> list[dict]:
     stars = args.stars or ([16] if args.dry else [256] if args.quick or device.type == "cpu" else [8192, 65536])
     repeats = args.repeats if args.repeats is not None else (0 if args.dry else 3 if args.quick else 15)
     backend = None if args.compile_backend == "none" else args.compile_backend
-    rows, last_block_s = [], 0.0
+    rows, last_block_s, peaks = [], 0.0, {}
     for preset in args.presets:
         for n in stars:
             # stop where the next block would likely overrun (about as long as the last)
@@ -181,6 +181,13 @@ def main(argv=None) -> list[dict]:
                           "status": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"}]
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+            for row in block:   # achieved FLOP/s against torch.matmul's in this run
+                if row.get("status") == "ok":
+                    if row["precision"] not in peaks:
+                        dt = torch.bfloat16 if row["precision"] == "bf16" else torch.float32
+                        peaks[row["precision"]] = matmul_peak_gflops(device, dt)
+                    peak = peaks[row["precision"]]
+                    row["matmul_peak_gflops"], row["of_peak"] = peak, 2 * row["gmac_per_s"] / peak
             rows += block
             last_block_s = time.perf_counter() - block_start
             for row in block:
@@ -206,7 +213,10 @@ def save(rows, device, args, repeats, final: bool):
                            "= work per star (benchmarks/flops.py: the stock model repeats the "
                            "memory projection per request), so equal MAC rates would give lamfast "
                            "the ratio of the two mmac_per_star (the FLOP ceiling; "
-                           "beyond it, speed comes from efficiency). Command: "
+                           "beyond it, speed comes from efficiency); matmul_peak_gflops = the best "
+                           "plain torch.matmul rate of that precision on lam-2024's GEMM shapes "
+                           "(benchmarks/flops.py), measured in this run, and of_peak = "
+                           "2 x gmac_per_s over it. Command: "
                            f"`python -m benchmarks.bench_model{' --quick' if args.quick else ''}`"
                            + ("" if final else "\n\n**Partial: the run stopped before its end.**")
                            + ("\n\nDry run: tiny batch on a CPU; times mean nothing, the rows check "

@@ -45,3 +45,33 @@ def forward_macs(config: LAMConfig, lengths, requests: int, *, stock: bool = Fal
     widths = (w,) + tuple(config.head_mlp)
     macs += queries * (sum(a * b for a, b in zip(widths[:-1], widths[1:])) + 2 * widths[-1])
     return float(macs)
+
+
+# GEMM shapes of lam-2024 on a 256-star batch (16,128 tokens): QKV-like, FFN out, FFN in.
+PEAK_SHAPES = ((16128, 128, 1024), (16128, 1024, 128), (4096, 1024, 1024))
+
+
+def matmul_peak_gflops(device, dtype, repeats: int = 5) -> float:
+    """The best plain ``torch.matmul`` rate (GFLOP/s, 2 FLOP per MAC) of ``dtype`` over
+    :data:`PEAK_SHAPES` on ``device`` with torch's current threads: the ceiling a model's
+    achieved rate is measured against, taken in the same run."""
+    import statistics
+    import time
+
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best = 0.0
+    for m, k, n in PEAK_SHAPES:
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(k, n, device=device).to(dtype)
+        torch.matmul(a, b)
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            torch.matmul(a, b)
+            sync()
+            times.append(time.perf_counter() - t0)
+        best = max(best, 2.0 * m * k * n / statistics.median(times) / 1e9)
+    return best
