@@ -105,15 +105,20 @@ namespace {
 // Sets per thread below which one thread does all (thread start-up costs ~20 us).
 constexpr int64_t kMinSetsPerThread = 16;
 
-// One thread's Workspace, for every set of `sets` (its longest key list decides).
+// Keys of the longest set + the bias slot, rounded up to whole key blocks: what every
+// thread's Scratch is sized for (counted once per call, not per thread).
+int64_t padded_keys(const VarlenSets& sets) {
+  int64_t keys = 1;
+  for (int64_t b = 0; b < sets.n_sets; ++b)
+    keys = std::max<int64_t>(keys, sets.cu_k[b + 1] - sets.cu_k[b] + 1);
+  return (keys + kMaxKeyBlock - 1) / kMaxKeyBlock * kMaxKeyBlock;
+}
+
+// One thread's Workspace for sets of at most `keys` padded keys and head dim `head_dim`.
 class Scratch {
  public:
-  explicit Scratch(const VarlenSets& sets) {
-    int64_t keys = 1;  // + the bias slot
-    for (int64_t b = 0; b < sets.n_sets; ++b)
-      keys = std::max<int64_t>(keys, sets.cu_k[b + 1] - sets.cu_k[b] + 1);
-    keys = (keys + kMaxKeyBlock - 1) / kMaxKeyBlock * kMaxKeyBlock;
-    const int64_t tile = keys * sets.head_dim, rows = keys * kMaxQueryBlock;
+  Scratch(int64_t keys, int64_t head_dim) {
+    const int64_t tile = keys * head_dim, rows = keys * kMaxQueryBlock;
     memory_.assign(static_cast<size_t>(6 * tile + 2 * rows), 0.0f);
     float* m = memory_.data();
     workspace_ = {m, m + tile, m + 2 * tile, m + 3 * tile, m + 4 * tile, m + 5 * tile,
@@ -131,19 +136,37 @@ void check_head_dim(const VarlenSets& sets) {
     throw std::invalid_argument("attention: no CPU kernel for this head_dim");
 }
 
+// The entry point of the build kernel_isa() picks for this head dim, from the three builds'
+// entries of one name (off x86-64 only the baseline build exists: all three are it).
+#if defined(LAMFAST_HAVE_X86_ISAS)
+#define LAMFAST_BUILDS(entry) baseline::entry, avx2::entry, avx512::entry
+#else
+#define LAMFAST_BUILDS(entry) baseline::entry, baseline::entry, baseline::entry
+#endif
+template <class Kernel>
+Kernel pick(int64_t head_dim, Kernel baseline_kernel, Kernel avx2_kernel, Kernel avx512_kernel) {
+  switch (kernel_isa(head_dim)) {
+#if defined(LAMFAST_HAVE_X86_ISAS)
+    case Isa::avx512: return avx512_kernel;
+    case Isa::avx2: return avx2_kernel;
+#endif
+    default:
+      (void)avx2_kernel;
+      (void)avx512_kernel;
+      return baseline_kernel;
+  }
+}
+
 }  // namespace
 
 void attention_forward(const VarlenSets& sets, const Strides& strides, const float* q,
                        const float* k, const float* v, const float* bias_k,
                        const float* bias_v, float scale, float* out, float* lse, int threads) {
   check_head_dim(sets);
-  auto* forward = baseline::forward;
-#if defined(LAMFAST_HAVE_X86_ISAS)
-  if (kernel_isa(sets.head_dim) == Isa::avx512) forward = avx512::forward;
-  if (kernel_isa(sets.head_dim) == Isa::avx2) forward = avx2::forward;
-#endif
+  const auto forward = pick(sets.head_dim, LAMFAST_BUILDS(forward));
+  const int64_t keys = padded_keys(sets);
   parallel_for(sets.n_sets, threads, kMinSetsPerThread, [&](int64_t begin, int64_t end, int) {
-    const Scratch scratch(sets);
+    const Scratch scratch(keys, sets.head_dim);
     forward(sets, strides, begin, end, q, k, v, bias_k, bias_v, scale, out, lse,
             scratch.workspace());
   });
@@ -155,14 +178,11 @@ void attention_forward_bf16(const VarlenSets& sets, const Strides& strides, cons
                             int threads) {
   static_assert(sizeof(bf16) == sizeof(uint16_t), "bf16 is 16 bits");
   check_head_dim(sets);
-  auto* forward = baseline::forward_bf16;
-#if defined(LAMFAST_HAVE_X86_ISAS)
-  if (kernel_isa(sets.head_dim) == Isa::avx512) forward = avx512::forward_bf16;
-  if (kernel_isa(sets.head_dim) == Isa::avx2) forward = avx2::forward_bf16;
-#endif
+  const auto forward = pick(sets.head_dim, LAMFAST_BUILDS(forward_bf16));
+  const int64_t keys = padded_keys(sets);
   const auto as_bf16 = [](const uint16_t* x) { return reinterpret_cast<const bf16*>(x); };
   parallel_for(sets.n_sets, threads, kMinSetsPerThread, [&](int64_t begin, int64_t end, int) {
-    const Scratch scratch(sets);
+    const Scratch scratch(keys, sets.head_dim);
     forward(sets, strides, begin, end, as_bf16(q), as_bf16(k), as_bf16(v), bias_k, bias_v,
             scale, reinterpret_cast<bf16*>(out), lse, scratch.workspace());
   });
@@ -178,13 +198,10 @@ void attention_backward(const VarlenSets& sets, const Strides& strides, const fl
   const int t = std::max(1, threads);
   // One partial bias gradient per thread, summed in thread order: deterministic.
   std::vector<float> partial(bias_k ? static_cast<size_t>(2 * t * hd) : 0, 0.0f);
-  auto* backward = baseline::backward;
-#if defined(LAMFAST_HAVE_X86_ISAS)
-  if (kernel_isa(sets.head_dim) == Isa::avx512) backward = avx512::backward;
-  if (kernel_isa(sets.head_dim) == Isa::avx2) backward = avx2::backward;
-#endif
+  const auto backward = pick(sets.head_dim, LAMFAST_BUILDS(backward));
+  const int64_t keys = padded_keys(sets);
   parallel_for(sets.n_sets, t, kMinSetsPerThread, [&](int64_t begin, int64_t end, int i) {
-    const Scratch scratch(sets);
+    const Scratch scratch(keys, sets.head_dim);
     float* pk = bias_k ? partial.data() + 2 * i * hd : nullptr;
     backward(sets, strides, begin, end, dout, q, k, v, out, lse, bias_k, bias_v, scale, dq, dk,
              dv, pk, pk ? pk + hd : nullptr, scratch.workspace());
